@@ -1,0 +1,390 @@
+"""Every configuration key in one place: its type, default, check and documentation.
+
+`load(path)` reads a TOML file and returns a frozen `Config`, or raises `ConfigError`
+whose message is one line naming the file and the key. Nothing else in the program
+reads the TOML file. README.md documents the same keys; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+DEFAULT_PATH = "config.toml"
+ENV_VAR = "AGGREGATOR_CONFIG"
+
+
+class ConfigError(Exception):
+    """A configuration problem; str() is the one line shown to the user."""
+
+    def __init__(self, file: str, key: str, message: str):
+        self.file, self.key, self.message = file, key, message
+        super().__init__(f"{file}: {key}: {message}" if key else f"{file}: {message}")
+
+
+# --- value checks -------------------------------------------------------------------------
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '15m', '1h', '2d' -> seconds. Raises ValueError otherwise."""
+    match = _DURATION.match(text) if isinstance(text, str) else None
+    if not match:
+        raise ValueError(f'must be a duration like "15m", got "{text}"')
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def _duration(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise ValueError(f'must be a duration like "15m", got {_show(value)}')
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError(f'must be a positive duration like "15m", got "{value}"')
+    return seconds
+
+
+def _show(value: Any) -> str:
+    return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+def _http_url(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be an http or https URL, got {_show(value)}")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http or https URL, got {_show(value)}")
+    return value
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, got {_show(value)}")
+    return value
+
+
+def _nonempty(value: Any) -> str:
+    if not _string(value).strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+def _slug(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", value):
+        raise ValueError(f"must be lower-case letters, digits and dashes, got {_show(value)}")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, got {_show(value)}")
+    return value
+
+
+def _int_range(low: int, high: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"must be a whole number, got {_show(value)}")
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return check
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"must be a number, got {_show(value)}")
+    return float(value)
+
+
+def _string_list(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"must be a list of strings, got {_show(value)}")
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One key: its check (which also converts), its default (None = required), its doc."""
+
+    check: Callable[[Any], Any]
+    default: Any = None
+    doc: str = ""
+    required: bool = False
+
+
+# --- the table of settings -----------------------------------------------------------------
+
+ARCHIVE = {
+    "database": Setting(_nonempty, "archive/aggregator.db", "SQLite archive file"),
+    "seeds": Setting(_nonempty, "archive/seed", "folder of seeded article text files"),
+    "snapshots": Setting(_nonempty, "archive/snapshots", "folder where snapshots are written"),
+}
+SERVER = {
+    "host": Setting(_nonempty, "127.0.0.1", "address the HTTP server binds to"),
+    "port": Setting(_int_range(1, 65535), 8080, "TCP port of the HTTP server"),
+    "base_url": Setting(
+        _http_url, "http://127.0.0.1:8080", "public URL of the server: self links and feed ids"
+    ),
+    "feeds_dir": Setting(_nonempty, "feeds", "folder publish writes to and serve reads from"),
+    "cache_max_age": Setting(
+        _int_range(0, 86400), 300, "seconds in Cache-Control: public, max-age for feeds"
+    ),
+}
+FETCH = {
+    "user_agent_contact": Setting(
+        _http_url,
+        "https://github.com/nato-partnership-aggregator/aggregator",
+        "contact URL sent in the User-Agent",
+    ),
+    "connect_timeout": Setting(_duration, 10.0, "TCP/TLS connect timeout"),
+    "read_timeout": Setting(_duration, 30.0, "timeout between bytes of a response"),
+    "max_bytes": Setting(
+        _int_range(1024, 1 << 31), 10_000_000, "response size cap, after decompression"
+    ),
+    "backoff_max": Setting(_duration, 21600.0, "ceiling of the exponential error back-off"),
+    "allow_fast_polling": Setting(_bool, False, "allow intervals under 15m for non-loopback hosts"),
+}
+DAEMON = {
+    "jitter": Setting(_duration, 60.0, "random delay added to each poll, at most this long"),
+    "fetch_log_max_age": Setting(_duration, 90 * 86400.0, "maintenance trims older fetch log rows"),
+    "maintenance_interval": Setting(_duration, 86400.0, "how often maintenance runs"),
+}
+SOURCE = {
+    "id": Setting(_slug, required=True, doc="stable identifier of the source"),
+    "title": Setting(_nonempty, required=True, doc="human-readable name"),
+    "url": Setting(_http_url, required=True, doc="feed URL (http or https)"),
+    "interval": Setting(_duration, 1800.0, "poll interval"),
+    "enabled": Setting(_bool, True, "false keeps the source's items but stops polling it"),
+}
+FEED = {
+    "slug": Setting(_slug, required=True, doc="file name and URL path of the feed"),
+    "title": Setting(_nonempty, required=True, doc="feed title"),
+    "subtitle": Setting(_string, "", "feed subtitle"),
+    "topics": Setting(_string_list, (), "topics whose items the feed carries; empty = every item"),
+    "min_score": Setting(_number, 0.0, "minimum topic score (0 = the topic's own threshold)"),
+    "limit": Setting(_int_range(1, 1000), 50, "entries in the current document"),
+}
+
+MIN_REMOTE_INTERVAL = 15 * 60
+RESERVED_SOURCE_ID = "seed"  # the pseudo-source of the seeded articles
+
+
+# --- the typed result ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArchiveConfig:
+    database: Path
+    seeds: Path
+    snapshots: Path
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str
+    port: int
+    base_url: str
+    feeds_dir: Path
+    cache_max_age: int
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    user_agent_contact: str
+    connect_timeout: float
+    read_timeout: float
+    max_bytes: int
+    backoff_max: float
+    allow_fast_polling: bool
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    jitter: float
+    fetch_log_max_age: float
+    maintenance_interval: float
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    id: str
+    title: str
+    url: str
+    interval: float
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    slug: str
+    title: str
+    subtitle: str
+    topics: tuple[str, ...]
+    min_score: float
+    limit: int
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    archive: ArchiveConfig
+    server: ServerConfig
+    fetch: FetchConfig
+    daemon: DaemonConfig
+    sources: tuple[SourceConfig, ...]
+    feeds: tuple[FeedConfig, ...]
+    topics: dict[str, Any] = field(default_factory=dict)  # validated by classify.load_topics
+    lists: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def source(self, source_id: str) -> SourceConfig | None:
+        return next((s for s in self.sources if s.id == source_id), None)
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def choose_path(option: str | None) -> Path:
+    """--config beats $AGGREGATOR_CONFIG beats ./config.toml."""
+    return Path(option or os.environ.get(ENV_VAR) or DEFAULT_PATH)
+
+
+def load(path: Path | str) -> Config:
+    path = Path(path)
+    name = str(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(name, "", "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(name, "", f"cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(name, "", f"not valid TOML: {exc}") from None
+    return _build(raw, path)
+
+
+_TOP_LEVEL = {"archive", "server", "fetch", "daemon", "sources", "feeds", "topics", "lists"}
+
+
+def _build(raw: dict[str, Any], path: Path) -> Config:
+    name = str(path)
+    for key in raw:
+        if key not in _TOP_LEVEL:
+            raise ConfigError(name, key, "unknown key")
+    base = path.resolve().parent
+    archive = _section(raw, "archive", ARCHIVE, name)
+    server = _section(raw, "server", SERVER, name)
+    fetch = _section(raw, "fetch", FETCH, name)
+    daemon = _section(raw, "daemon", DAEMON, name)
+    sources = tuple(_array(raw, "sources", SOURCE, name, SourceConfig))
+    feeds = tuple(_array(raw, "feeds", FEED, name, FeedConfig))
+    lists = _lists(raw.get("lists", {}), name)
+    topics = raw.get("topics", {})
+    if not isinstance(topics, dict):
+        raise ConfigError(name, "topics", "must be a table of topics")
+    _unique(sources, "sources", "id", name)
+    _unique(feeds, "feeds", "slug", name)
+    for index, source in enumerate(sources):
+        if source.id == RESERVED_SOURCE_ID:
+            message = '"seed" is reserved for the seeded articles'
+            raise ConfigError(name, f"sources[{index}].id", message)
+        _check_interval(source, index, fetch["allow_fast_polling"], name)
+    config = Config(
+        path=path,
+        archive=ArchiveConfig(**{k: _resolve(base, v) for k, v in archive.items()}),
+        server=ServerConfig(**{**server, "feeds_dir": _resolve(base, server["feeds_dir"])}),
+        fetch=FetchConfig(**fetch),
+        daemon=DaemonConfig(**daemon),
+        sources=sources,
+        feeds=feeds,
+        topics=topics,
+        lists=lists,
+    )
+    _check_topics(config, name)
+    return config
+
+
+def _check_topics(config: Config, name: str) -> None:
+    """Topics are validated by classify, which owns their grammar."""
+    from aggregator import classify  # late: classify imports this module
+
+    classify.validate_config(config, name)
+
+
+def _resolve(base: Path, value: str) -> Path:
+    candidate = Path(value).expanduser()
+    return candidate if candidate.is_absolute() else base / candidate
+
+
+def _values(table: Any, where: str, schema: dict[str, Setting], name: str) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise ConfigError(name, where, "must be a table")
+    for key in table:
+        if key not in schema:
+            raise ConfigError(name, f"{where}.{key}", "unknown key")
+    values = {}
+    for key, setting in schema.items():
+        if key not in table:
+            if setting.required:
+                raise ConfigError(name, f"{where}.{key}", "is required")
+            values[key] = setting.default
+            continue
+        try:
+            values[key] = setting.check(table[key])
+        except ValueError as exc:
+            raise ConfigError(name, f"{where}.{key}", str(exc)) from None
+    return values
+
+
+def _section(raw: dict, key: str, schema: dict[str, Setting], name: str) -> dict[str, Any]:
+    return _values(raw.get(key, {}), key, schema, name)
+
+
+def _array(raw: dict, key: str, schema: dict[str, Setting], name: str, kind: type) -> list:
+    tables = raw.get(key, [])
+    if not isinstance(tables, list):
+        raise ConfigError(name, key, f"must be an array of tables ([[{key}]])")
+    return [kind(**_values(t, f"{key}[{i}]", schema, name)) for i, t in enumerate(tables)]
+
+
+def _unique(values: tuple, where: str, attr: str, name: str) -> None:
+    seen: set[str] = set()
+    for index, value in enumerate(values):
+        ident = getattr(value, attr)
+        if ident in seen:
+            raise ConfigError(name, f"{where}[{index}].{attr}", f'duplicate "{ident}"')
+        seen.add(ident)
+
+
+def _lists(raw: Any, name: str) -> dict[str, tuple[str, ...]]:
+    if not isinstance(raw, dict):
+        raise ConfigError(name, "lists", "must be a table of named lists")
+    result = {}
+    for key, value in raw.items():
+        try:
+            result[key] = _string_list(value)
+        except ValueError as exc:
+            raise ConfigError(name, f"lists.{key}", str(exc)) from None
+    return result
+
+
+def is_loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def _check_interval(source: SourceConfig, index: int, allow_fast: bool, name: str) -> None:
+    if source.interval < MIN_REMOTE_INTERVAL and not allow_fast and not is_loopback(source.url):
+        raise ConfigError(
+            name,
+            f"sources[{index}].interval",
+            "polling a remote host more often than every 15m needs fetch.allow_fast_polling = true",
+        )

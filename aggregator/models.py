@@ -1,0 +1,165 @@
+"""The small typed values that travel between the pipeline's stages.
+
+Each stage takes and returns these, never dicts: `parse` makes `Entry` values, `dedupe`
+turns them into `Intent` values, `store` persists intents and hands back `Item` values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Origin(StrEnum):
+    SEED = "seed"
+    FEED = "feed"
+
+
+class Precision(StrEnum):
+    """How much of a date the source actually told us."""
+
+    DAY = "day"
+    MINUTE = "minute"
+    SECOND = "second"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One story as a parser read it, normalized but without an identity yet.
+
+    Dates are timezone-aware UTC. HTML fields are already sanitized; the `_text`
+    fields are the plain-text renderings used for search and classification.
+    """
+
+    title: str
+    link: str | None = None
+    guid: str | None = None
+    summary_html: str = ""
+    summary_text: str = ""
+    content_html: str | None = None
+    content_text: str | None = None
+    author: str | None = None
+    categories: tuple[str, ...] = ()
+    published: datetime | None = None
+    updated: datetime | None = None
+    precision: Precision = Precision.SECOND
+    date_inferred: bool = False  # no date in the source: published is the first-seen time
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """A story as the archive holds it (its newest revision)."""
+
+    id: int
+    origin: Origin
+    source_id: str
+    atom_id: str  # the id published feeds use for this item; never changes
+    title: str
+    link: str | None
+    guid: str | None
+    canonical_url: str | None
+    summary_html: str
+    summary_text: str
+    content_html: str | None
+    content_text: str | None
+    author: str | None
+    categories: tuple[str, ...]
+    published: datetime
+    updated: datetime
+    precision: Precision
+    date_inferred: bool
+    first_seen: datetime
+    revision: int
+    content_hash: str
+    topics: dict[str, float] = field(default_factory=dict)  # topic -> score, for matched topics
+
+
+@dataclass(frozen=True, slots=True)
+class Revision:
+    item_id: int
+    revision: int
+    recorded_at: datetime
+    title: str
+    summary_html: str
+    content_html: str | None
+    content_hash: str
+    published: datetime
+    updated: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class IngestCounts:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    item_ids: tuple[int, ...] = ()  # the items that are new or changed
+
+    def __add__(self, other: IngestCounts) -> IngestCounts:
+        return IngestCounts(
+            self.new + other.new,
+            self.updated + other.updated,
+            self.unchanged + other.unchanged,
+            self.item_ids + other.item_ids,
+        )
+
+    @property
+    def changed(self) -> int:
+        return self.new + self.updated
+
+
+@dataclass(frozen=True, slots=True)
+class SourceState:
+    """A source as the archive tracks it: where we poll and how the last polls went."""
+
+    id: str
+    kind: str  # "feed" or "seed"
+    title: str
+    url: str
+    config_url: str
+    enabled: bool
+    gone: bool
+    etag: str | None
+    last_modified: str | None
+    body_hash: str | None
+    last_poll: datetime | None
+    last_status: int | None
+    last_error: str | None
+    consecutive_errors: int
+    next_poll_not_before: datetime | None
+    item_count: int = 0
+
+    @property
+    def state(self) -> str:
+        if self.gone:
+            return "gone"
+        if not self.enabled:
+            return "disabled"
+        if self.consecutive_errors:
+            return "backing off"
+        return "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class FetchLogEntry:
+    time: datetime
+    source_id: str
+    url: str
+    status: int | None
+    bytes: int
+    duration_ms: float
+    new_items: int = 0
+    updated_items: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TopicScore:
+    """One item's result for one topic; `rules` is whatever classify wants to explain."""
+
+    item_id: int
+    topic: str
+    score: float
+    matched: bool
+    rules: tuple[dict[str, Any], ...] = ()  # the rules that fired, for `explain`

@@ -1,0 +1,1 @@
+"""Bytes and text in, normalized `Entry` values out: feeds (feedparser) and seed files."""

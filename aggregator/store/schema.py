@@ -1,0 +1,165 @@
+"""The archive's schema as numbered migrations; `PRAGMA user_version` says which have run.
+
+Append new migrations at the end and never edit one that has shipped: an archive
+created months ago must reach the current shape by running the steps it missed.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from sqlite3 import Connection
+
+V1_CORE = """
+CREATE TABLE sources (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL DEFAULT 'feed' CHECK (kind IN ('feed', 'seed')),
+    title TEXT NOT NULL,
+    url TEXT NOT NULL,                    -- where we poll now (follows permanent redirects)
+    config_url TEXT NOT NULL,             -- the URL config.toml gave; a change resets url
+    enabled INTEGER NOT NULL DEFAULT 1,
+    gone INTEGER NOT NULL DEFAULT 0,      -- answered 410 Gone: never polled again
+    etag TEXT,
+    last_modified TEXT,
+    body_hash TEXT,
+    last_poll TEXT,
+    last_status INTEGER,
+    last_error TEXT,
+    consecutive_errors INTEGER NOT NULL DEFAULT 0,
+    next_poll_not_before TEXT,
+    created TEXT NOT NULL
+);
+
+CREATE TABLE items (
+    id INTEGER PRIMARY KEY,
+    origin TEXT NOT NULL CHECK (origin IN ('seed', 'feed')),
+    source_id TEXT NOT NULL REFERENCES sources(id),
+    atom_id TEXT NOT NULL UNIQUE,
+    guid TEXT,
+    guid_key TEXT UNIQUE,                 -- source id + guid: guids are only unique per source
+    link TEXT,
+    canonical_url TEXT UNIQUE,
+    title_key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    title TEXT NOT NULL,
+    summary_html TEXT NOT NULL,
+    summary_text TEXT NOT NULL,
+    content_html TEXT,
+    content_text TEXT,
+    author TEXT,
+    categories TEXT NOT NULL DEFAULT '[]',
+    published TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    precision TEXT NOT NULL CHECK (precision IN ('day', 'minute', 'second')),
+    date_inferred INTEGER NOT NULL DEFAULT 0,
+    first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL,
+    revision INTEGER NOT NULL DEFAULT 1,
+    content_hash TEXT NOT NULL
+);
+CREATE INDEX items_fingerprint ON items(fingerprint);
+CREATE INDEX items_title_key ON items(title_key);
+CREATE INDEX items_published ON items(published);
+CREATE INDEX items_source ON items(source_id);
+
+CREATE TABLE item_revisions (
+    item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+    revision INTEGER NOT NULL,
+    recorded_at TEXT NOT NULL,
+    title TEXT NOT NULL,
+    summary_html TEXT NOT NULL,
+    content_html TEXT,
+    content_hash TEXT NOT NULL,
+    published TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    PRIMARY KEY (item_id, revision)
+);
+
+CREATE TABLE fetch_log (
+    id INTEGER PRIMARY KEY,
+    time TEXT NOT NULL,
+    source_id TEXT NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
+    url TEXT NOT NULL,
+    status INTEGER,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    duration_ms REAL NOT NULL DEFAULT 0,
+    new_items INTEGER NOT NULL DEFAULT 0,
+    updated_items INTEGER NOT NULL DEFAULT 0,
+    error TEXT
+);
+CREATE INDEX fetch_log_time ON fetch_log(time);
+CREATE INDEX fetch_log_source ON fetch_log(source_id, time);
+
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+V1_SEARCH = """
+CREATE VIRTUAL TABLE items_fts USING fts5(
+    title, summary_text, content_text,
+    content='items', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER items_fts_insert AFTER INSERT ON items BEGIN
+    INSERT INTO items_fts(rowid, title, summary_text, content_text)
+    VALUES (new.id, new.title, new.summary_text, new.content_text);
+END;
+CREATE TRIGGER items_fts_delete AFTER DELETE ON items BEGIN
+    INSERT INTO items_fts(items_fts, rowid, title, summary_text, content_text)
+    VALUES ('delete', old.id, old.title, old.summary_text, old.content_text);
+END;
+CREATE TRIGGER items_fts_update AFTER UPDATE OF title, summary_text, content_text ON items BEGIN
+    INSERT INTO items_fts(items_fts, rowid, title, summary_text, content_text)
+    VALUES ('delete', old.id, old.title, old.summary_text, old.content_text);
+    INSERT INTO items_fts(rowid, title, summary_text, content_text)
+    VALUES (new.id, new.title, new.summary_text, new.content_text);
+END;
+"""
+
+V2_CLASSIFICATION = """
+CREATE TABLE item_topics (
+    item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+    topic TEXT NOT NULL,
+    score REAL NOT NULL,
+    matched INTEGER NOT NULL,             -- score reached the topic's threshold
+    rules TEXT NOT NULL DEFAULT '[]',     -- JSON: the rules that fired, for `explain`
+    PRIMARY KEY (item_id, topic)
+);
+CREATE INDEX item_topics_topic ON item_topics(topic, matched);
+"""
+
+
+def _script(sql: str) -> Callable[[Connection], None]:
+    def run(conn: Connection) -> None:
+        # executescript() would COMMIT first; run statement by statement inside our transaction.
+        for statement in _statements(sql):
+            conn.execute(statement)
+
+    return run
+
+
+def _statements(sql: str) -> list[str]:
+    statements, buffer = [], ""
+    for line in sql.splitlines(keepends=True):
+        if line.strip().startswith("--") and not buffer.strip():
+            continue
+        buffer += line
+        if _complete(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        statements.append(buffer.strip())
+    return statements
+
+
+def _complete(buffer: str) -> bool:
+    return buffer.strip().endswith(";") and sqlite3.complete_statement(buffer)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    _script(V1_CORE + V1_SEARCH),
+    _script(V2_CLASSIFICATION),
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,205 @@
+"""Sources and their fetch state, and the fetch log."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from aggregator.models import FetchLogEntry, SourceState
+from aggregator.store.codec import from_text, now, to_text
+
+if TYPE_CHECKING:
+    from aggregator.store import Archive
+
+SEED_SOURCE_ID = "seed"  # the pseudo-source that owns the seeded articles
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSpec:
+    """What config says a source is; the archive adds its fetch state."""
+
+    id: str
+    title: str
+    url: str
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class PollOutcome:
+    """What a poll changes on its source; None fields leave the stored value alone."""
+
+    status: int | None
+    error: str | None
+    consecutive_errors: int
+    next_poll_not_before: datetime | None
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    new_url: str | None = None  # a permanent redirect moved the feed
+    gone: bool = False
+
+
+_SOURCE_COLUMNS = (
+    "id, kind, title, url, config_url, enabled, gone, etag, last_modified, body_hash, "
+    "last_poll, last_status, last_error, consecutive_errors, next_poll_not_before"
+)
+
+
+class SourcesMixin:
+    conn: sqlite3.Connection
+
+    def sync_sources(self: Archive, specs: Sequence[SourceSpec]) -> None:
+        """Make the sources table match config; removed sources are disabled, not deleted,
+        because their items stay in the archive."""
+        stamp = to_text(now())
+        with self.transaction():
+            self._ensure_seed_source(stamp)
+            for spec in specs:
+                self.conn.execute(
+                    """INSERT INTO sources (id, kind, title, url, config_url, enabled, created)
+                       VALUES (?, 'feed', ?, ?, ?, ?, ?)
+                       ON CONFLICT(id) DO UPDATE SET
+                           title = excluded.title,
+                           enabled = excluded.enabled,
+                           -- a new URL in config starts afresh: forget redirects and validators
+                           url = CASE WHEN config_url = excluded.config_url THEN url
+                                      ELSE excluded.url END,
+                           etag = CASE WHEN config_url = excluded.config_url THEN etag END,
+                           last_modified = CASE WHEN config_url = excluded.config_url
+                                                THEN last_modified END,
+                           body_hash = CASE WHEN config_url = excluded.config_url
+                                            THEN body_hash END,
+                           gone = CASE WHEN config_url = excluded.config_url THEN gone ELSE 0 END,
+                           config_url = excluded.config_url""",
+                    (spec.id, spec.title, spec.url, spec.url, int(spec.enabled), stamp),
+                )
+            known = [spec.id for spec in specs]
+            marks = ",".join("?" * len(known)) or "NULL"
+            self.conn.execute(
+                f"UPDATE sources SET enabled = 0 WHERE kind = 'feed' AND id NOT IN ({marks})",
+                known,
+            )
+
+    def _ensure_seed_source(self: Archive, stamp: str) -> None:
+        self.conn.execute(
+            """INSERT OR IGNORE INTO sources (id, kind, title, url, config_url, enabled, created)
+               VALUES (?, 'seed', 'Seeded articles', 'file:archive/seed', 'file:archive/seed',
+                       0, ?)""",
+            (SEED_SOURCE_ID, stamp),
+        )
+
+    def ensure_seed_source(self: Archive) -> None:
+        with self.transaction():
+            self._ensure_seed_source(to_text(now()))
+
+    def get_source(self: Archive, source_id: str) -> SourceState | None:
+        row = self.conn.execute(
+            f"SELECT {_SOURCE_COLUMNS}, (SELECT count(*) FROM items WHERE source_id = s.id) "
+            "FROM sources s WHERE id = ?",
+            (source_id,),
+        ).fetchone()
+        return _source(row) if row else None
+
+    def list_sources(self: Archive, *, include_seed: bool = False) -> list[SourceState]:
+        where = "" if include_seed else " WHERE kind = 'feed'"
+        rows = self.conn.execute(
+            f"SELECT {_SOURCE_COLUMNS}, (SELECT count(*) FROM items WHERE source_id = s.id) "
+            f"FROM sources s{where} ORDER BY kind, id"
+        )
+        return [_source(row) for row in rows]
+
+    def record_poll(
+        self: Archive, source_id: str, outcome: PollOutcome, log: FetchLogEntry
+    ) -> None:
+        """Store a poll's effect on its source and its fetch log line, together."""
+        with self.transaction():
+            self.conn.execute(
+                """UPDATE sources SET last_poll = ?, last_status = ?, last_error = ?,
+                       consecutive_errors = ?, next_poll_not_before = ?,
+                       etag = coalesce(?, etag), last_modified = coalesce(?, last_modified),
+                       body_hash = coalesce(?, body_hash), url = coalesce(?, url),
+                       gone = max(gone, ?), enabled = CASE WHEN ? THEN 0 ELSE enabled END
+                   WHERE id = ?""",
+                (
+                    to_text(log.time),
+                    outcome.status,
+                    outcome.error,
+                    outcome.consecutive_errors,
+                    to_text(outcome.next_poll_not_before),
+                    outcome.etag,
+                    outcome.last_modified,
+                    outcome.body_hash,
+                    outcome.new_url,
+                    int(outcome.gone),
+                    int(outcome.gone),
+                    source_id,
+                ),
+            )
+            self._log_fetch(log)
+
+    def log_fetch(self: Archive, log: FetchLogEntry) -> None:
+        with self.transaction():
+            self._log_fetch(log)
+
+    def _log_fetch(self: Archive, log: FetchLogEntry) -> None:
+        self.conn.execute(
+            """INSERT INTO fetch_log (time, source_id, url, status, bytes, duration_ms,
+                   new_items, updated_items, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (
+                to_text(log.time),
+                log.source_id,
+                log.url,
+                log.status,
+                log.bytes,
+                log.duration_ms,
+                log.new_items,
+                log.updated_items,
+                log.error,
+            ),
+        )
+
+    def fetch_log(
+        self: Archive, source_id: str | None = None, limit: int = 50
+    ) -> list[FetchLogEntry]:
+        sql = (
+            "SELECT time, source_id, url, status, bytes, duration_ms, new_items, updated_items,"
+            " error FROM fetch_log"
+        )
+        params: list = []
+        if source_id:
+            sql += " WHERE source_id = ?"
+            params.append(source_id)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(limit)
+        return [FetchLogEntry(from_text(r[0]), *r[1:]) for r in self.conn.execute(sql, params)]
+
+    def trim_fetch_log(self: Archive, older_than: datetime) -> int:
+        with self.transaction():
+            cursor = self.conn.execute(
+                "DELETE FROM fetch_log WHERE time < ?", (to_text(older_than),)
+            )
+        return cursor.rowcount
+
+
+def _source(row: tuple) -> SourceState:
+    return SourceState(
+        id=row[0],
+        kind=row[1],
+        title=row[2],
+        url=row[3],
+        config_url=row[4],
+        enabled=bool(row[5]),
+        gone=bool(row[6]),
+        etag=row[7],
+        last_modified=row[8],
+        body_hash=row[9],
+        last_poll=from_text(row[10]),
+        last_status=row[11],
+        last_error=row[12],
+        consecutive_errors=row[13],
+        next_poll_not_before=from_text(row[14]),
+        item_count=row[15],
+    )

@@ -1,0 +1,72 @@
+"""Which topics each item matched, with the score and the rules that fired."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from aggregator.models import Item, TopicScore
+
+if TYPE_CHECKING:
+    from aggregator.store import Archive
+
+
+class TopicsMixin:
+    conn: sqlite3.Connection
+
+    def save_scores(
+        self: Archive, scores: Iterable[TopicScore], *, replace_items: Sequence[int] = ()
+    ) -> None:
+        """Write scores; every earlier score of `replace_items` is dropped first."""
+        with self.transaction():
+            for item_id in replace_items:
+                self.conn.execute("DELETE FROM item_topics WHERE item_id = ?", (item_id,))
+            self.conn.executemany(
+                """INSERT INTO item_topics (item_id, topic, score, matched, rules)
+                   VALUES (?, ?, ?, ?, ?)
+                   ON CONFLICT(item_id, topic) DO UPDATE SET score = excluded.score,
+                       matched = excluded.matched, rules = excluded.rules""",
+                [
+                    (s.item_id, s.topic, s.score, int(s.matched), json.dumps(list(s.rules)))
+                    for s in scores
+                ],
+            )
+
+    def clear_scores(self: Archive) -> None:
+        with self.transaction():
+            self.conn.execute("DELETE FROM item_topics")
+
+    def scores_for(self: Archive, item_id: int) -> list[TopicScore]:
+        rows = self.conn.execute(
+            "SELECT item_id, topic, score, matched, rules FROM item_topics "
+            "WHERE item_id = ? ORDER BY topic",
+            (item_id,),
+        )
+        return [TopicScore(r[0], r[1], r[2], bool(r[3]), tuple(json.loads(r[4]))) for r in rows]
+
+    def unscored_item_ids(self: Archive) -> list[int]:
+        rows = self.conn.execute(
+            "SELECT id FROM items WHERE id NOT IN (SELECT item_id FROM item_topics) ORDER BY id"
+        )
+        return [r[0] for r in rows]
+
+    def _with_topics(self: Archive, items: list[Item]) -> list[Item]:
+        """Attach matched topics and their scores to items read from the archive."""
+        if not items:
+            return items
+        topics: dict[int, dict[str, float]] = {}
+        ids = [item.id for item in items]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT item_id, topic, score FROM item_topics "
+                f"WHERE matched = 1 AND item_id IN ({marks})",
+                chunk,
+            )
+            for item_id, topic, score in rows:
+                topics.setdefault(item_id, {})[topic] = score
+        return [replace(item, topics=topics.get(item.id, {})) for item in items]

@@ -1,0 +1,116 @@
+"""The CLI as users run it: a subprocess, one-line errors, documented commands and keys."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import click
+
+from aggregator import config as config_module
+from aggregator.cli import cli
+from tests.conftest import ROOT, run_cli
+
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_import_seeds_twice_then_items_as_json(project):
+    first = project.cli("import-seeds")
+    assert "10 new" in first.stdout
+    second = project.cli("import-seeds")
+    assert "0 new" in second.stdout and "10 unchanged" in second.stdout
+    lines = project.cli("items", "--json").stdout.splitlines()
+    items = [json.loads(line) for line in lines]
+    assert len(items) == 10
+    for item in items:
+        assert {
+            "id",
+            "title",
+            "url",
+            "published",
+            "updated",
+            "origin",
+            "source",
+            "topics",
+            "score",
+        } <= set(item)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", item["published"])
+        assert item["origin"] == "seed" and item["url"] is None
+    published = [item["published"] for item in items]
+    assert published == sorted(published, reverse=True)
+    assert {item["published"][:10] for item in items} >= {"2022-02-23", "2021-07-13", "2023-05-23"}
+    assert len(project.cli("items", "--json", "--limit", "3").stdout.splitlines()) == 3
+    assert project.cli("items", "--json", "--origin", "feed").stdout == ""
+
+
+def test_daemon_on_a_fresh_archive_shows_the_seeds(project):
+    table = project.cli("daemon", timeout=30).stdout
+    assert "Serbia" in table and "10 items" in table
+
+
+def test_config_errors_are_one_line_with_exit_status_2(project):
+    project.replace_in_config('interval = "30m"', 'interval = "soon"')
+    result = project.cli("items", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f'{project.config}: sources[0].interval: must be a duration like "15m", got "soon"'
+    )
+    assert result.stdout == ""
+    assert not project.database.exists()  # stopped before doing anything
+
+
+def test_missing_config_file(tmp_path):
+    result = run_cli("--config", str(tmp_path / "none.toml"), "check-config", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"{tmp_path / 'none.toml'}: file not found"
+
+
+def test_config_from_environment(project, tmp_path):
+    result = run_cli("check-config", env={"AGGREGATOR_CONFIG": str(project.config)}, cwd=tmp_path)
+    assert f"{project.config}: ok" in result.stdout
+
+
+def test_other_errors_are_one_line_and_non_zero(project, tmp_path):
+    bad = tmp_path / "only-ages.txt"
+    bad.write_text("Story\n\n2 days ago\nNo date.\n", encoding="utf-8")
+    result = project.cli("import-seeds", str(bad), check=False)
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "only-ages.txt" in result.stderr and "--reference-date" in result.stderr
+    assert "Traceback" not in result.stderr
+    ok = project.cli("import-seeds", str(bad), "--reference-date", "2024-01-10")
+    assert "1 new" in ok.stdout
+    missing = project.cli("items", "--feed", "nope", check=False)
+    assert missing.returncode == 1 and 'no feed "nope"' in missing.stderr
+
+
+def test_check_config_prints_a_summary(project):
+    out = project.cli("check-config").stdout
+    assert "ok" in out and "nato-news" in out and "every 30m" in out
+
+
+def _commands(group: click.Group, prefix: str = "") -> list[str]:
+    names = []
+    for name, command in group.commands.items():
+        names.append(f"{prefix}{name}")
+        if isinstance(command, click.Group):
+            names.extend(_commands(command, f"{prefix}{name} "))
+    return names
+
+
+def test_every_cli_command_is_documented_in_the_readme():
+    undocumented = [name for name in _commands(cli) if f"`{name}" not in README]
+    assert undocumented == []
+
+
+def test_every_config_key_is_documented_in_the_readme():
+    sections = {
+        "archive": config_module.ARCHIVE,
+        "server": config_module.SERVER,
+        "fetch": config_module.FETCH,
+        "daemon": config_module.DAEMON,
+        "sources[]": config_module.SOURCE,
+        "feeds[]": config_module.FEED,
+    }
+    keys = [f"{section}.{key}" for section, table in sections.items() for key in table]
+    assert [key for key in keys if f"`{key}`" not in README] == []
