@@ -19,4 +19,4 @@ def to_text(value: datetime | None) -> str | None:
 def from_text(value: str | None) -> datetime | None:
     if value is None:
         return None
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return datetime.fromisoformat(value)  # 3.11+ reads the trailing Z as UTC

@@ -1,0 +1,129 @@
+"""What every rendering shares: a feed's public URLs, a page of items, how an entry names
+its origin. Pure values and functions; the renderers beside this module turn them into bytes.
+
+Every date written into a document derives from its items, never from the clock, so the
+same items always give the same bytes (and the same ETag).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aggregator import __version__
+from aggregator.config import FeedConfig
+from aggregator.models import Item, SourceState
+
+GENERATOR_NAME = "nato-partnership-aggregator"
+GENERATOR_URI = "https://github.com/nato-partnership-aggregator/aggregator"
+GENERATOR_VERSION = __version__
+LANGUAGE = "en"  # NATO's English news feed is what we follow
+DEFAULT_AUTHOR = "NATO"  # NATO's feed names no authors; every story is NATO's
+EMPTY_FEED_UPDATED = datetime(1970, 1, 1, tzinfo=UTC)  # a feed with no entries has no date
+SEED_SOURCE_TITLE = "NATO (seeded article)"
+SEED_SOURCE_HOME = "https://www.nato.int/"  # the seeds are text captures of nato.int pages
+HISTORY_NS = "http://purl.org/syndication/history/1.0"  # RFC 5005
+
+
+@dataclass(frozen=True, slots=True)
+class FeedInfo:
+    """One output feed's names and public URLs, all derived from `server.base_url`."""
+
+    slug: str
+    title: str
+    subtitle: str
+    base_url: str  # without a trailing slash
+
+    @classmethod
+    def of(cls, feed: FeedConfig, base_url: str) -> FeedInfo:
+        return cls(feed.slug, feed.title, feed.subtitle, base_url.rstrip("/"))
+
+    @property
+    def id(self) -> str:
+        """The feed's atom:id: its subscription URL, shared by its archive documents."""
+        return self.atom_url
+
+    @property
+    def home_url(self) -> str:
+        return f"{self.base_url}/"
+
+    @property
+    def atom_url(self) -> str:
+        return f"{self.base_url}/feeds/{self.slug}.atom"
+
+    @property
+    def rss_url(self) -> str:
+        return f"{self.base_url}/feeds/{self.slug}.rss"
+
+    @property
+    def json_url(self) -> str:
+        return f"{self.base_url}/feeds/{self.slug}.json"
+
+    @property
+    def topic_scheme(self) -> str:
+        return f"{self.base_url}/topics"
+
+    def archive_url(self, month: str) -> str:
+        return f"{self.base_url}/feeds/{self.slug}/archive/{month}.atom"
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One Atom document: the subscription document (month None) or a month's archive."""
+
+    items: tuple[Item, ...]  # newest first
+    month: str | None = None  # 'YYYY-MM' for an archive document
+    prev_month: str | None = None  # the next older month with items
+    next_month: str | None = None  # the next newer month with items
+
+    @property
+    def is_archive(self) -> bool:
+        return self.month is not None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceInfo:
+    """How an entry names the feed it came from (atom:source, RSS source)."""
+
+    title: str
+    feed_url: str | None  # the origin feed's own URL; None for the seeded articles
+    home_url: str | None = None  # a page for people, when there is no feed
+
+
+SEED_SOURCE = SourceInfo(SEED_SOURCE_TITLE, None, SEED_SOURCE_HOME)
+
+
+def present_source(source_id: str, state: SourceState | None) -> SourceInfo:
+    if state is None:  # an item whose source row is gone: still say where it came from
+        return SourceInfo(source_id, None)
+    if state.kind == "seed":
+        return SEED_SOURCE
+    return SourceInfo(state.title, state.url)
+
+
+def newest_updated(items: Sequence[Item]) -> datetime:
+    return max((item.updated for item in items), default=EMPTY_FEED_UPDATED)
+
+
+def author_of(item: Item) -> str:
+    return (item.author or "").strip() or DEFAULT_AUTHOR
+
+
+def month_of(item: Item) -> str:
+    return item.published.astimezone(UTC).strftime("%Y-%m")
+
+
+def inline_content(item: Item) -> str | None:
+    """The HTML an entry carries as its content: the full text when the archive has it;
+    for an item with no link to the original, its summary (an entry needs one or the other)."""
+    if item.content_html:
+        return item.content_html
+    if not item.link:
+        return item.summary_html or html.escape(item.title)
+    return None
+
+
+def rfc3339(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

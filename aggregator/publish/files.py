@@ -1,0 +1,74 @@
+"""Writing the feeds directory: atomically, and only files whose bytes changed.
+
+A reader or a web server never sees a half-written file (temporary file in the same
+folder, fsync, rename), and an unchanged file keeps its mtime, so its ETag and
+Last-Modified stay valid for every client's conditional GET.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from pathlib import Path
+
+FILE_MODE = 0o644  # static files for any web server to read
+TEMP_SUFFIX = ".tmp"  # temporary files are ".<name>.<random>.tmp": hidden from serving
+MONTH_FILE = re.compile(r"^\d{4}-\d{2}\.atom$")
+
+
+def write_if_changed(path: Path, data: bytes) -> bool:
+    """Replace `path` with `data` unless it already holds exactly these bytes."""
+    if _holds(path, data):
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, FILE_MODE)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    _fsync_dir(path.parent)
+    return True
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    try:
+        return path.stat().st_size == len(data) and path.read_bytes() == data
+    except FileNotFoundError:
+        return False
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_stale_months(folder: Path, keep: set[str]) -> list[Path]:
+    """Delete the month documents ('YYYY-MM.atom') in `folder` whose month is not in `keep`."""
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in sorted(folder.iterdir()):
+        if MONTH_FILE.match(path.name) and path.stem not in keep:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    if removed:
+        _fsync_dir(folder)
+    return removed
