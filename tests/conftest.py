@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.feedserver import feed_server  # noqa: F401
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 SEEDS = ROOT / "archive" / "seed"

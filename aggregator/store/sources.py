@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from aggregator.models import FetchLogEntry, SourceState
@@ -128,7 +128,7 @@ class SourcesMixin:
                     outcome.status,
                     outcome.error,
                     outcome.consecutive_errors,
-                    to_text(outcome.next_poll_not_before),
+                    to_text(_round_up(outcome.next_poll_not_before)),
                     outcome.etag,
                     outcome.last_modified,
                     outcome.body_hash,
@@ -182,6 +182,13 @@ class SourcesMixin:
                 "DELETE FROM fetch_log WHERE time < ?", (to_text(older_than),)
             )
         return cursor.rowcount
+
+
+def _round_up(moment: datetime | None) -> datetime | None:
+    """Stored times have whole seconds; a "not before" must not move earlier."""
+    if moment is None or not moment.microsecond:
+        return moment
+    return moment.replace(microsecond=0) + timedelta(seconds=1)
 
 
 def _source(row: tuple) -> SourceState:

@@ -1,0 +1,357 @@
+"""Polite HTTP: one shared httpx client, conditional GET, caps, redirects, back-off.
+
+This stage knows HTTP and nothing about what a feed contains. `Fetcher.get` returns a
+`FetchResult` for every outcome: an HTTP status is data, a network failure is an `error`
+string, nothing raises. When to poll next is decided by the pure `next_poll`.
+
+Bodies are read raw and decompressed here, with an output limit on every step, so a
+gzip or brotli bomb stops at `fetch.max_bytes` without ever inflating past it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from aggregator import __version__
+from aggregator.config import Config, FetchConfig
+
+MAX_REDIRECTS = 5
+PERMANENT_REDIRECTS = {301, 308}
+REDIRECTS = {301, 302, 303, 307, 308}
+THROTTLED = {429, 503}  # the statuses whose Retry-After we honour
+ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, "
+    "application/xml;q=0.8, text/xml;q=0.8, */*;q=0.1"
+)
+ACCEPT_ENCODING = "gzip, deflate, br"
+# A server that trickles one byte per read timeout would hold the host's lock forever.
+DEADLINE_READS = 4  # a whole response may take connect_timeout + this many read timeouts
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    url: str  # what was asked for
+    status: int | None = None  # None when no HTTP answer arrived
+    final_url: str = ""  # after redirects
+    headers: Mapping[str, str] = field(default_factory=dict)  # names lower-cased
+    body: bytes = b""  # decompressed
+    elapsed: float = 0.0  # seconds
+    error: str | None = None  # network failure, cap, bad redirect: one line
+    permanent_url: str | None = None  # where 301/308 moved the resource, once it answered
+    retry_after: datetime | None = None
+    not_modified: bool = False
+    gone: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.status is not None and 200 <= self.status < 300
+
+
+def user_agent(contact: str) -> str:
+    return f"nato-partnership-aggregator/{__version__} (+{contact})"
+
+
+class FetchError(Exception):
+    """A failure that ends one fetch; str() is the `error` line."""
+
+
+class Fetcher:
+    """One httpx client for the whole program, and one request in flight per host."""
+
+    def __init__(self, config: Config | FetchConfig):
+        self.config: FetchConfig = getattr(config, "fetch", config)
+        timeout = httpx.Timeout(
+            connect=self.config.connect_timeout,
+            read=self.config.read_timeout,
+            write=self.config.read_timeout,
+            pool=None,  # waiting for our own host lock is not a network timeout
+        )
+        self.client = httpx.AsyncClient(
+            headers={
+                "User-Agent": user_agent(self.config.user_agent_contact),
+                "Accept": ACCEPT,
+                "Accept-Encoding": ACCEPT_ENCODING,
+            },
+            timeout=timeout,
+            follow_redirects=False,
+            trust_env=False,
+        )
+        self._host_locks: dict[str, asyncio.Lock] = {}
+        self.db_lock = asyncio.Lock()  # held around archive work of polls sharing this fetcher
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def __aenter__(self) -> Fetcher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def host_lock(self, url: str) -> asyncio.Lock:
+        host = (urlsplit(url).hostname or "").lower()
+        return self._host_locks.setdefault(host, asyncio.Lock())
+
+    async def get(
+        self, url: str, etag: str | None = None, last_modified: str | None = None
+    ) -> FetchResult:
+        """GET with validators sent exactly as stored; redirects followed by hand."""
+        started = time.monotonic()
+        conditional = {}
+        if etag:
+            conditional["If-None-Match"] = etag
+        if last_modified:
+            conditional["If-Modified-Since"] = last_modified
+        try:
+            result = await self._follow(url, conditional)
+        except FetchError as exc:
+            result = FetchResult(url=url, final_url=url, error=str(exc))
+        except httpx.HTTPError as exc:
+            result = FetchResult(url=url, final_url=url, error=describe_error(exc))
+        return _with_elapsed(result, time.monotonic() - started)
+
+    async def _follow(self, url: str, conditional: dict[str, str]) -> FetchResult:
+        visited = [url]
+        current, permanent, still_permanent = url, None, True
+        for _hop in range(MAX_REDIRECTS + 1):
+            _check_scheme(current)
+            status, headers, body = await self._request(current, conditional)
+            if status not in REDIRECTS or "location" not in headers:
+                return _result(url, current, status, headers, body, permanent)
+            target = urljoin(current, headers["location"].strip())
+            if target in visited:
+                raise FetchError(f"redirect loop: {' -> '.join([*visited, target])}")
+            still_permanent = still_permanent and status in PERMANENT_REDIRECTS
+            if still_permanent:
+                permanent = target
+            visited.append(target)
+            current = target
+        raise FetchError(f"more than {MAX_REDIRECTS} redirects from {url}")
+
+    async def _request(
+        self, url: str, conditional: dict[str, str]
+    ) -> tuple[int, dict[str, str], bytes]:
+        deadline = self.config.connect_timeout + DEADLINE_READS * self.config.read_timeout
+        async with self.host_lock(url):
+            try:
+                async with asyncio.timeout(deadline):
+                    request = self.client.build_request("GET", url, headers=conditional)
+                    response = await self.client.send(request, stream=True)
+                    try:
+                        headers = {k.lower(): v for k, v in response.headers.items()}
+                        body = b""
+                        if response.status_code not in REDIRECTS:
+                            body = await self._read_body(response, headers)
+                    finally:
+                        await response.aclose()
+            except TimeoutError:
+                raise FetchError(f"response took longer than {deadline:g}s (cut off)") from None
+        return response.status_code, headers, body
+
+    async def _read_body(self, response: httpx.Response, headers: dict[str, str]) -> bytes:
+        limit = self.config.max_bytes
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise FetchError(f"response of {int(declared)} bytes is over the {limit} byte cap")
+        decoder = Decoder(headers.get("content-encoding", ""), limit)
+        parts, raw = [], 0
+        async for chunk in response.aiter_raw():
+            raw += len(chunk)
+            if raw > limit:
+                raise FetchError(f"response larger than the {limit} byte cap (cut off)")
+            parts.append(decoder.feed(chunk))
+        parts.append(decoder.flush())
+        return b"".join(parts)
+
+
+def _check_scheme(url: str) -> None:
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise FetchError(f"refusing to fetch a {scheme or 'scheme-less'} URL: {url}")
+
+
+def _result(
+    url: str,
+    final_url: str,
+    status: int,
+    headers: dict[str, str],
+    body: bytes,
+    permanent: str | None,
+) -> FetchResult:
+    answered = 200 <= status < 300 or status == 304
+    return FetchResult(
+        url=url,
+        status=status,
+        final_url=final_url,
+        headers=headers,
+        body=body,
+        permanent_url=permanent if answered else None,
+        retry_after=parse_retry_after(headers.get("retry-after"), datetime.now(UTC)),
+        not_modified=status == 304,
+        gone=status == 410,
+    )
+
+
+def _with_elapsed(result: FetchResult, elapsed: float) -> FetchResult:
+    return replace(result, elapsed=elapsed)
+
+
+def describe_error(exc: httpx.HTTPError) -> str:
+    """One line a person can act on."""
+    kinds = (
+        (httpx.ConnectTimeout, "connect timed out"),
+        (httpx.ReadTimeout, "read timed out (no data for too long)"),
+        (httpx.TimeoutException, "timed out"),
+        (httpx.ConnectError, "cannot connect"),
+        (httpx.RemoteProtocolError, "broken HTTP response"),
+        (httpx.DecodingError, "cannot decode the response"),
+        (httpx.UnsupportedProtocol, "unsupported URL"),
+    )
+    kind = next((text for cls, text in kinds if isinstance(exc, cls)), type(exc).__name__)
+    detail = " ".join(str(exc).split())
+    return f"{kind}: {detail}" if detail else kind
+
+
+# --- decompression with a limit ---------------------------------------------------------------
+
+
+class Decoder:
+    """Undoes one Content-Encoding, refusing to produce more than `limit` bytes in total.
+
+    Every decompression step is told how much output it may make, so a small bomb never
+    inflates in memory beyond the cap.
+    """
+
+    def __init__(self, encoding: str, limit: int):
+        self.encoding = encoding.strip().lower()
+        self.limit = limit
+        self.produced = 0
+        if self.encoding in ("", "identity"):
+            self._step = self._identity
+        elif self.encoding in ("gzip", "x-gzip"):
+            self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            self._step = self._inflate
+        elif self.encoding == "deflate":
+            self._zlib = zlib.decompressobj()
+            self._raw_deflate_tried = False
+            self._step = self._inflate
+        elif self.encoding == "br":
+            import brotli
+
+            self._brotli = brotli.Decompressor()
+            self._step = self._unbrotli
+        else:
+            raise FetchError(f"unsupported Content-Encoding {encoding!r}")
+
+    def feed(self, data: bytes) -> bytes:
+        try:
+            out = self._step(data)
+        except FetchError:
+            raise
+        except Exception as exc:  # zlib.error, brotli.error
+            raise FetchError(f"corrupt {self.encoding} body: {exc}") from None
+        self.produced += len(out)
+        if self.produced > self.limit:
+            raise FetchError(f"response larger than the {self.limit} byte cap after decompression")
+        return out
+
+    def flush(self) -> bytes:
+        if self._step is self._inflate:
+            return self.feed(b"")
+        return b""
+
+    def _room(self) -> int:
+        return self.limit - self.produced + 1  # one byte more than allowed proves the excess
+
+    def _identity(self, data: bytes) -> bytes:
+        return data
+
+    def _inflate(self, data: bytes) -> bytes:
+        if self.encoding == "deflate" and not self._raw_deflate_tried and data:
+            # Servers send both zlib-wrapped and raw deflate under this name.
+            self._raw_deflate_tried = True
+            try:
+                return self._inflate_bounded(data)
+            except zlib.error:
+                self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+        return self._inflate_bounded(data)
+
+    def _inflate_bounded(self, data: bytes) -> bytes:
+        # With more input left over than room, the output is one byte over: feed() refuses.
+        return self._zlib.decompress(data, self._room()) if data else self._zlib.flush()
+
+    def _unbrotli(self, data: bytes) -> bytes:
+        parts = [self._brotli.process(data, output_buffer_limit=self._room())]
+        while not self._brotli.can_accept_more_data():
+            if sum(map(len, parts)) > self.limit - self.produced:
+                break
+            parts.append(self._brotli.process(b"", output_buffer_limit=self._room()))
+        return b"".join(parts)
+
+
+# --- when to poll next (pure) -----------------------------------------------------------------
+
+
+def parse_retry_after(value: str | None, now: datetime) -> datetime | None:
+    """Retry-After as delta-seconds or an HTTP-date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return now + timedelta(seconds=int(value))
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def is_success(status: int | None) -> bool:
+    return status is not None and (200 <= status < 300 or status == 304)
+
+
+def backoff_delay(
+    consecutive_errors: int, interval: float, backoff_max: float, rand: float
+) -> float:
+    """Seconds to wait after `consecutive_errors` failures in a row (1 = the first).
+
+    Doubles with each error from one interval, capped at backoff_max, and jittered to
+    between half and all of that so many clients that failed together spread out. Never
+    shorter than the normal interval: an error is no reason to poll more often.
+    """
+    doubled = interval * 2 ** min(max(consecutive_errors, 1), 32)
+    ceiling = min(backoff_max, doubled)
+    return max(interval, ceiling * (0.5 + rand / 2))
+
+
+def next_poll(
+    now: datetime,
+    status: int | None,
+    retry_after: datetime | None,
+    consecutive_errors: int,
+    interval: float,
+    backoff_max: float,
+    rand: float,
+) -> datetime:
+    """The earliest time the next poll may happen.
+
+    A success (2xx or 304) polls again one interval later; `consecutive_errors` counts
+    this poll when it failed. 429 and 503 wait at least until Retry-After.
+    """
+    if is_success(status):
+        return now + timedelta(seconds=interval)
+    later = now + timedelta(seconds=backoff_delay(consecutive_errors, interval, backoff_max, rand))
+    if status in THROTTLED and retry_after is not None:
+        return max(later, retry_after)
+    return later

@@ -1,0 +1,314 @@
+"""One poll of one source: fetch -> parse -> ingest.store_entries -> record_poll -> after_ingest.
+
+The network part runs on the event loop; parsing and every archive call run in a worker
+thread (`asyncio.to_thread`) so a big feed never blocks the loop, and the archive work of
+all polls sharing a `Fetcher` is serialized by its `db_lock` (one SQLite connection, one
+writer). What a poll changes on its source is decided by the pure `decide`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from aggregator import ingest
+from aggregator.config import Config
+from aggregator.fetch import Fetcher, FetchResult, next_poll
+from aggregator.models import FetchLogEntry, IngestCounts, Origin, SourceState
+from aggregator.parse.feed import FeedError, ParsedFeed, parse_feed
+from aggregator.store import Archive
+from aggregator.store.codec import now as utc_now
+from aggregator.store.sources import PollOutcome
+
+DEFAULT_INTERVAL = 1800.0  # for a source the archive knows but config no longer lists
+log = logging.getLogger("aggregator.poll")
+
+
+@dataclass(frozen=True, slots=True)
+class PollReport:
+    source_id: str
+    url: str
+    status: int | None = None
+    bytes: int = 0
+    new: int = 0
+    updated: int = 0
+    duration: float = 0.0  # seconds, fetch to stored
+    next_poll: datetime | None = None
+    error: str | None = None  # the poll failed: why
+    item_ids: tuple[int, ...] = ()  # new or changed items
+    skipped: bool = False  # not polled (backing off, gone, disabled): `note` says why
+    note: str | None = None  # why it was skipped, or a problem in a feed still ingested
+    unchanged: bool = False  # 304, or the same bytes as last time: nothing was parsed
+
+
+@dataclass(frozen=True, slots=True)
+class _Ingested:
+    """What the parse and store steps of a poll came to."""
+
+    counts: IngestCounts = field(default_factory=IngestCounts)
+    failure: str | None = None
+    warning: str | None = None
+    unchanged: bool = False
+
+
+# --- decisions (pure) ----------------------------------------------------------------------
+
+
+def skip_reason(source: SourceState, now: datetime, force: bool) -> str | None:
+    """Why this source must not be polled now, or None to poll it."""
+    if source.gone:
+        return "gone (the server answered 410 Gone); give it a new url in config to poll again"
+    if not source.enabled and not force:
+        return "disabled"
+    if not force and source.next_poll_not_before and now < source.next_poll_not_before:
+        state = "backing off" if source.consecutive_errors else "not due"
+        return f"{state} until {_stamp(source.next_poll_not_before)}"
+    return None
+
+
+def body_hash(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def decide(
+    source: SourceState,
+    result: FetchResult,
+    failure: str | None,
+    now: datetime,
+    interval: float,
+    backoff_max: float,
+    rand: float,
+) -> PollOutcome:
+    """What a poll changes on its source.
+
+    Validators, the body hash and a permanent redirect are kept only from a poll whose body
+    was stored, so a body that failed to parse is fetched and parsed again next time.
+    """
+    error = failure or _http_error(result)
+    if result.gone:
+        return PollOutcome(
+            status=410,
+            error="410 Gone: the source is disabled",
+            consecutive_errors=source.consecutive_errors + 1,
+            next_poll_not_before=None,
+            gone=True,
+        )
+    errors = source.consecutive_errors + 1 if error else 0
+    when = next_poll(now, result.status, result.retry_after, errors, interval, backoff_max, rand)
+    if error:
+        return PollOutcome(result.status, error, errors, when)
+    return PollOutcome(
+        status=result.status,
+        error=None,
+        consecutive_errors=0,
+        next_poll_not_before=when,
+        etag=result.headers.get("etag"),
+        last_modified=result.headers.get("last-modified"),
+        body_hash=None if result.not_modified else body_hash(result.body),
+        new_url=result.permanent_url,
+    )
+
+
+def _http_error(result: FetchResult) -> str | None:
+    if result.error:
+        return result.error
+    if result.ok or result.not_modified:
+        return None
+    return f"HTTP {result.status} {_reason(result.status)}".strip()
+
+
+def _reason(status: int | None) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+# --- one poll ------------------------------------------------------------------------------
+
+
+async def poll_source(
+    archive: Archive,
+    config: Config,
+    source_id: str,
+    fetcher: Fetcher,
+    *,
+    force: bool = False,
+    now: datetime | None = None,
+    db_lock: asyncio.Lock | None = None,
+) -> PollReport:
+    """Poll one source once, unless it is backing off (force polls anyway)."""
+    started = time.monotonic()
+    now = now or utc_now()
+    lock = db_lock or fetcher.db_lock
+    async with lock:
+        source = await asyncio.to_thread(archive.get_source, source_id)
+    if source is None:
+        raise ValueError(f'no source "{source_id}" in the archive')
+    reason = skip_reason(source, now, force)
+    if reason:
+        return PollReport(
+            source_id, source.url, next_poll=source.next_poll_not_before, skipped=True, note=reason
+        )
+    result = await fetcher.get(source.url, source.etag, source.last_modified)
+    parsed, ingested = None, _Ingested()
+    if result.ok and body_hash(result.body) == source.body_hash:
+        ingested = _Ingested(unchanged=True)
+    elif result.ok:
+        parsed, ingested = await _parse(result)
+    settings = config.source(source_id)
+    interval = settings.interval if settings else DEFAULT_INTERVAL
+    async with lock:
+        ingested, outcome = await asyncio.to_thread(
+            _store,
+            archive,
+            source,
+            result,
+            parsed,
+            ingested,
+            now,
+            interval,
+            config,
+            random.random(),
+        )
+        if ingested.counts.changed:
+            await asyncio.to_thread(_after_ingest, archive, config, ingested.counts, source_id)
+    return PollReport(
+        source_id=source_id,
+        url=source.url,
+        status=result.status,
+        bytes=len(result.body),
+        new=ingested.counts.new,
+        updated=ingested.counts.updated,
+        duration=time.monotonic() - started,
+        next_poll=outcome.next_poll_not_before,
+        error=outcome.error,
+        item_ids=ingested.counts.item_ids,
+        note=ingested.warning
+        or (f"moved permanently to {outcome.new_url}" if outcome.new_url else None),
+        unchanged=ingested.unchanged or result.not_modified,
+    )
+
+
+async def _parse(result: FetchResult) -> tuple[ParsedFeed | None, _Ingested]:
+    try:
+        parsed = await asyncio.to_thread(parse_feed, result.body, result.final_url, result.headers)
+    except FeedError as exc:
+        return None, _Ingested(failure=str(exc))
+    return parsed, _Ingested(warning=parsed.bozo)
+
+
+def _store(
+    archive: Archive,
+    source: SourceState,
+    result: FetchResult,
+    parsed: ParsedFeed | None,
+    ingested: _Ingested,
+    now: datetime,
+    interval: float,
+    config: Config,
+    rand: float,
+) -> tuple[_Ingested, PollOutcome]:
+    """Store the entries and the poll's outcome together: both land, or neither does."""
+    try:
+        with archive.transaction():
+            if parsed is not None:
+                counts = ingest.store_entries(archive, parsed.entries, source.id, Origin.FEED, now)
+                ingested = _Ingested(counts=counts, warning=ingested.warning)
+            outcome = _record(archive, source, result, ingested, now, interval, config, rand)
+    except Exception as exc:  # the transaction rolled back: the archive is as it was
+        log.exception("ingest of %s failed", source.id)
+        ingested = _Ingested(failure=f"ingest failed, nothing stored: {type(exc).__name__}: {exc}")
+        outcome = _record(archive, source, result, ingested, now, interval, config, rand)
+    return ingested, outcome
+
+
+def _record(
+    archive: Archive,
+    source: SourceState,
+    result: FetchResult,
+    ingested: _Ingested,
+    now: datetime,
+    interval: float,
+    config: Config,
+    rand: float,
+) -> PollOutcome:
+    outcome = decide(
+        source, result, ingested.failure, now, interval, config.fetch.backoff_max, rand
+    )
+    note = f"warning: {ingested.warning}" if ingested.warning and not outcome.error else None
+    archive.record_poll(
+        source.id,
+        outcome,
+        FetchLogEntry(
+            time=now,
+            source_id=source.id,
+            url=result.final_url or source.url,
+            status=result.status,
+            bytes=len(result.body),
+            duration_ms=round(result.elapsed * 1000, 1),
+            new_items=ingested.counts.new,
+            updated_items=ingested.counts.updated,
+            error=outcome.error or note,
+        ),
+    )
+    return outcome
+
+
+def _after_ingest(archive: Archive, config: Config, counts: IngestCounts, source_id: str) -> None:
+    try:
+        ingest.after_ingest(archive, config, counts)
+    except Exception:  # the items are stored; classify/publish catch up on the next change
+        log.exception("after-ingest work for %s failed", source_id)
+
+
+# --- every source, for the CLI -------------------------------------------------------------
+
+
+def poll_all(
+    config: Config, archive: Archive, source_id: str | None = None, force: bool = False
+) -> list[PollReport]:
+    """Poll every enabled source of config (or the one named) once, concurrently."""
+    if source_id is not None and config.source(source_id) is None:
+        known = ", ".join(s.id for s in config.sources) or "none"
+        raise ValueError(f'no source "{source_id}" in {config.path} (sources: {known})')
+    ids = [source_id] if source_id else [s.id for s in config.sources if s.enabled]
+    return asyncio.run(_poll_many(config, archive, ids, force))
+
+
+async def _poll_many(
+    config: Config, archive: Archive, ids: list[str], force: bool
+) -> list[PollReport]:
+    async with Fetcher(config) as fetcher:
+        polls = [poll_source(archive, config, i, fetcher, force=force) for i in ids]
+        return list(await asyncio.gather(*polls))
+
+
+def summary_line(report: PollReport) -> str:
+    """`nato-news: 200, 12345 bytes, 3 new, 1 updated, 0.8s, next poll 2026-11-23T10:30:00Z`"""
+    if report.skipped:
+        return f"{report.source_id}: skipped, {report.note}"
+    status = str(report.status) if report.status is not None else "no response"
+    parts = [status, f"{report.bytes} bytes"]
+    if report.unchanged:
+        parts.append("unchanged")
+    else:
+        parts += [f"{report.new} new", f"{report.updated} updated"]
+    parts += [f"{report.duration:.1f}s", f"next poll {_stamp(report.next_poll)}"]
+    line = f"{report.source_id}: {', '.join(parts)}"
+    if report.error:
+        line += f" (error: {report.error})"
+    elif report.note:
+        line += f" ({report.note})"
+    return line
+
+
+def _stamp(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else "never"

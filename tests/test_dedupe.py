@@ -1,0 +1,290 @@
+"""Identity rules, one story -> one item: pure functions, no database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from aggregator import dedupe
+from aggregator.dedupe import Action, Candidate
+from aggregator.models import Entry, Origin
+
+DAY = datetime(2022, 11, 9, 12, 0, tzinfo=UTC)
+SEED_TEXT = (
+    "On 9 November 2022, representatives from over 30 Partner Nations attended informal "
+    "workshops at NATO Headquarters in Brussels, to discuss areas of common interest, "
+    "including crisis prevention and management, cooperative security and human security."
+)
+
+
+def entry(title="Partners meet in Brussels", **kwargs) -> Entry:
+    kwargs.setdefault("published", DAY)
+    kwargs.setdefault("summary_html", f"<p>{title} summary</p>")
+    return Entry(title=title, **kwargs)
+
+
+def stored(e: Entry, item_id=1, source="nato", origin=Origin.FEED, text="") -> Candidate:
+    """The candidate the archive would hand dedupe for an item stored from `e`."""
+    ident = dedupe.identify(e, source)
+    return Candidate(
+        id=item_id,
+        origin=origin,
+        guid_key=ident.guid_key,
+        canonical_url=ident.canonical_url,
+        fingerprint=ident.fingerprint,
+        title_key=ident.title_key,
+        published=e.published or DAY,
+        content_hash=dedupe.content_hash(e),
+        text=text,
+    )
+
+
+def decide(entries, candidates, source="nato"):
+    return [(i.action, i.item_id) for i in dedupe.make_intents(entries, source, candidates)]
+
+
+# --- the canonical link ---------------------------------------------------------------------
+
+
+CANONICAL = "https://www.nato.int/cps/en/natohq/news_209370.htm"
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "https://www.nato.int/cps/en/natohq/news_209370.htm",
+        "http://www.nato.int/cps/en/natohq/news_209370.htm",  # http and https are one
+        "HTTPS://WWW.NATO.INT/cps/en/natohq/news_209370.htm",  # scheme and host case
+        "https://www.nato.int:443/cps/en/natohq/news_209370.htm",  # default ports
+        "http://www.nato.int:80/cps/en/natohq/news_209370.htm",
+        "https://www.nato.int/cps/en/natohq/news_209370.htm#top",  # fragment
+        "https://www.nato.int/cps/en/natohq/news_209370.htm?selectedLocale=en",  # NATO's locale
+        "https://www.nato.int/cps/en/natohq/news_209370.htm?SelectedLocale=fr",
+        "https://www.nato.int/cps/en/natohq/news_209370.htm?utm_source=x&utm_medium=rss",
+        "https://www.nato.int/cps/en/natohq/news_209370.htm?fbclid=abc&gclid=def",
+        "  https://www.nato.int/cps/en/natohq/news_209370.htm  ",
+    ],
+)
+def test_link_variants_share_one_canonical_form(variant):
+    assert dedupe.canonical_url(variant) == CANONICAL
+
+
+def test_remaining_parameters_are_kept_and_sorted():
+    a = dedupe.canonical_url("https://example.org/a?b=2&a=1&utm_campaign=z")
+    b = dedupe.canonical_url("https://example.org/a?a=1&b=2")
+    assert a == b == "https://example.org/a?a=1&b=2"
+
+
+def test_what_makes_a_different_article_is_kept():
+    base = "https://www.nato.int/cps/en/natohq/news_209370.htm"
+    assert dedupe.canonical_url(base.replace("209370", "209371")) != CANONICAL
+    assert dedupe.canonical_url(base.replace("news_", "NEWS_")) != CANONICAL  # path case counts
+    assert dedupe.canonical_url("https://www.nato.int:8443/x") == "https://www.nato.int:8443/x"
+    assert dedupe.canonical_url(base + "?id=2") != dedupe.canonical_url(base + "?id=3")
+
+
+@pytest.mark.parametrize("link", [None, "", "  ", "javascript:alert(1)", "mailto:a@b.c", "/x"])
+def test_links_that_are_no_web_address_have_no_canonical_form(link):
+    assert dedupe.canonical_url(link) is None
+
+
+# --- identity, in order: guid, canonical link, fingerprint -----------------------------------
+
+
+def test_the_guid_decides_first_even_when_the_link_changed():
+    old = entry(guid="urn:nato:1", link="https://www.nato.int/a.htm")
+    new = entry(guid="urn:nato:1", link="https://www.nato.int/moved.htm")
+    assert decide([new], [stored(old, 7)]) == [(Action.UNCHANGED, 7)]
+
+
+def test_guids_are_only_unique_within_their_source():
+    old = entry(guid="1", title="Other story", link=None)
+    fresh = entry(guid="1", title="A story", link=None)
+    assert decide([fresh], [stored(old, 7, source="other")]) == [(Action.NEW, None)]
+
+
+def test_a_link_variant_is_the_same_item():
+    old = entry(link="https://www.nato.int/cps/en/natohq/news_209370.htm")
+    for link in (
+        "http://www.nato.int/cps/en/natohq/news_209370.htm?selectedLocale=en",
+        "https://WWW.nato.int/cps/en/natohq/news_209370.htm?utm_source=rss#x",
+    ):
+        assert decide([entry(link=link)], [stored(old, 3)]) == [(Action.UNCHANGED, 3)]
+
+
+def test_the_same_link_from_another_source_is_the_same_item():
+    old = entry(link=CANONICAL)
+    assert decide([entry(link=CANONICAL + "?utm_source=x")], [stored(old, 3)], "mirror") == [
+        (Action.UNCHANGED, 3)
+    ]
+
+
+def test_without_guid_or_link_the_fingerprint_of_title_and_day_decides():
+    old = entry(title="NATO “Partners” meet: in Brussels!")
+    same = entry(title="nato partners MEET in brussels", published=DAY + timedelta(hours=3))
+    other_day = entry(title="NATO Partners meet in Brussels", published=DAY + timedelta(days=1))
+    assert decide([same], [stored(old, 5)]) == [(Action.REVISE, 5)]  # summary differs
+    assert decide([other_day], [stored(old, 5)]) == [(Action.NEW, None)]
+    assert dedupe.fingerprint(old.title, old.published) == dedupe.fingerprint(
+        same.title, same.published
+    )
+
+
+def test_a_new_story_is_new():
+    old = entry(link="https://www.nato.int/a.htm", title="One thing")
+    new = entry(link="https://www.nato.int/b.htm", title="Something else entirely")
+    assert decide([new], [stored(old)]) == [(Action.NEW, None)]
+
+
+# --- within one document ----------------------------------------------------------------------
+
+
+def test_two_entries_with_the_same_guid_in_one_document_are_one():
+    first = entry(guid="g-1", title="First telling", link="https://x.org/1")
+    again = entry(guid="g-1", title="Second telling", link="https://x.org/2")
+    kept = dedupe.unique_entries([first, again], "nato")
+    assert kept == [first]
+    assert decide([first, again], []) == [(Action.NEW, None)]
+
+
+def test_link_variants_in_one_document_are_one():
+    a = entry(link="https://www.nato.int/n.htm")
+    b = entry(link="http://www.nato.int/n.htm?selectedLocale=en", title="Other title")
+    assert dedupe.unique_entries([a, b], "nato") == [a]
+
+
+# --- changes ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"title": "Partners meet in Brussels (updated)"},
+        {"summary_html": "<p>A corrected summary</p>"},
+        {"content_html": "<p>The full text arrived</p>"},
+    ],
+)
+def test_a_changed_story_is_a_revision_of_the_same_item(change):
+    old = entry(link=CANONICAL)
+    changed = entry(**{"link": CANONICAL, **change})
+    assert decide([changed], [stored(old, 9)]) == [(Action.REVISE, 9)]
+
+
+def test_whitespace_and_non_content_fields_are_not_a_change():
+    old = entry(link=CANONICAL, summary_html="<p>Same   words</p>")
+    again = entry(link=CANONICAL, summary_html="<p>Same words</p>", author="Someone else")
+    assert decide([again], [stored(old, 9)]) == [(Action.UNCHANGED, 9)]
+
+
+# --- the seeded articles --------------------------------------------------------------------------
+
+
+def seed(title="Partners discuss strengthened cooperation", item_id=100, **kwargs) -> Candidate:
+    e = Entry(title=title, published=kwargs.pop("published", DAY), summary_text="", **kwargs)
+    return stored(e, item_id, source="seed", origin=Origin.SEED, text=SEED_TEXT)
+
+
+def live(title="Partners discuss strengthened cooperation", **kwargs) -> Entry:
+    kwargs.setdefault("link", "https://www.nato.int/cps/en/natohq/news_209370.htm")
+    return entry(title=title, **kwargs)
+
+
+def test_a_live_entry_with_the_seed_title_merges_into_the_seed():
+    assert decide([live(published=DAY + timedelta(days=1))], [seed()]) == [(Action.MERGE, 100)]
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "Partners discuss strengthened co-operation",  # a word split
+        "Partners discuss strenghtened cooperation",  # a typo
+        "NATO Partners discuss strengthened cooperation",  # a word more
+    ],
+)
+def test_a_very_similar_title_merges(title):
+    assert decide([live(title=title)], [seed()]) == [(Action.MERGE, 100)]
+
+
+def test_a_merely_related_title_does_not_merge():
+    related = live(title="Partners discuss cooperation on climate security")
+    assert decide([related], [seed()]) == [(Action.NEW, None)]
+
+
+def test_a_summary_contained_in_the_seed_text_merges():
+    retitled = live(title="Bi-annual meeting with partners", summary_text=SEED_TEXT[:150])
+    assert decide([retitled], [seed()]) == [(Action.MERGE, 100)]
+
+
+def test_the_same_title_far_from_the_seed_date_is_another_story():
+    later = live(published=DAY + timedelta(days=30))
+    assert decide([later], [seed()]) == [(Action.NEW, None)]
+
+
+def test_a_merged_seed_is_then_found_by_its_link_and_not_merged_again():
+    merged = seed()
+    merged = Candidate(
+        **{
+            **{f: getattr(merged, f) for f in merged.__slots__},
+            "canonical_url": CANONICAL,
+            "content_hash": dedupe.content_hash(live()),
+        }
+    )
+    assert decide([live()], [merged]) == [(Action.UNCHANGED, 100)]
+
+
+def test_one_seed_takes_one_live_story():
+    a = live(link="https://www.nato.int/a.htm")
+    b = live(link="https://www.nato.int/b.htm", title="Partners discuss strengthened cooperation!")
+    # b has the same title and day as a: the same story under a second link, so it is
+    # not a second merge (which would overwrite a's link) nor a second item.
+    assert decide([a, b], [seed()]) == [(Action.MERGE, 100)]
+
+
+def test_the_same_title_and_day_under_two_new_links_is_one_new_item():
+    a = live(link="https://www.nato.int/a.htm")
+    b = live(link="https://www.nato.int/b.htm")
+    assert decide([a, b], []) == [(Action.NEW, None)]
+
+
+def test_undated_entries_with_one_title_and_their_own_links_are_different_stories():
+    a = entry(title="Weekly update", link="https://x.org/1", published=None)
+    b = entry(title="Weekly update", link="https://x.org/2", published=None)
+    assert decide([a, b], []) == [(Action.NEW, None), (Action.NEW, None)]
+    assert decide([b], [stored(a, 4)]) == [(Action.NEW, None)]
+
+
+def test_a_reimported_seed_without_link_or_guid_is_found_by_its_title():
+    again = Entry(title="Partners discuss strengthened cooperation", published=DAY)
+    intents = dedupe.make_intents([again], "seed", [seed()])
+    assert [i.item_id for i in intents] == [100]
+
+
+# --- published ids --------------------------------------------------------------------------------
+
+
+def test_the_published_id_prefers_a_uri_guid_then_the_canonical_link_then_a_tag():
+    with_guid = entry(guid="https://www.nato.int/guid/1", link=CANONICAL)
+    plain_guid = entry(guid="12345", link=CANONICAL + "?selectedLocale=en")
+    nothing = entry(link=None)
+    assert dedupe.atom_id(with_guid, Origin.FEED, CANONICAL) == "https://www.nato.int/guid/1"
+    assert dedupe.atom_id(plain_guid, Origin.FEED, CANONICAL) == CANONICAL
+    assert dedupe.atom_id(nothing, Origin.FEED, None).startswith(
+        "tag:aggregator.invalid,2022-11-09:"
+    )
+
+
+def test_the_fast_path_for_plain_links_agrees_with_the_full_parse(monkeypatch):
+    import re
+
+    links = [
+        f"{scheme}://{host}{path}{query}{fragment}"
+        for scheme in ("http", "https", "HTTPS")
+        for host in ("www.nato.int", "WWW.Nato.Int", "x.org")
+        for path in ("", "/", "/cps/en/natohq/news_1.htm", "/A/b%20c")
+        for query in ("", "?", "?b=2&a=1", "?selectedLocale=en&utm_source=x", "?q=a%20b&q=c")
+        for fragment in ("", "#top")
+    ]
+    fast = [dedupe.canonical_url(link) for link in links]
+    monkeypatch.setattr(dedupe, "_SIMPLE_URL", re.compile(r"(?!)"))  # never matches
+    assert fast == [dedupe.canonical_url(link) for link in links]

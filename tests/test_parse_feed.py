@@ -1,0 +1,281 @@
+"""Feed bytes -> entries: dates, sanitizing, bad feeds and hostile XML."""
+
+from __future__ import annotations
+
+import tracemalloc
+from datetime import UTC, datetime
+
+import pytest
+
+from aggregator.models import Precision
+from aggregator.parse.feed import FeedError, nato_date, parse_feed
+from tests.conftest import FIXTURES
+
+NATO_URL = "https://www.nato.int/cps/rss/en/natohq/rssFeed.xsl/rssFeed.xml"
+
+
+def fixture(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def rss(items: str, head: str = "") -> bytes:
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?>{head}<rss version="2.0"><channel>'
+        f"<title>T</title><link>https://example.org/</link>{items}</channel></rss>"
+    ).encode()
+
+
+# --- NATO's feed -------------------------------------------------------------------------------
+
+
+def test_the_nato_feed_becomes_typed_entries_with_utc_dates():
+    feed = parse_feed(fixture("nato-news-2022-11-26.rss"), NATO_URL, {"content-type": "text/xml"})
+    assert (feed.title, feed.version, feed.bozo, len(feed.entries)) == (
+        "NATO Latest News",
+        "rss20",
+        None,  # text/xml without charset is not reported: every server does it
+        10,
+    )
+    first = feed.entries[0]
+    assert first.title == "Partners join Allies for a cyber defence workshop in Tallinn"
+    assert first.link == "https://www.nato.int/cps/en/natohq/news_209611.htm?selectedLocale=en"
+    assert first.guid is None
+    assert first.published == datetime(2022, 11, 24, 12, 0, tzinfo=UTC)
+    assert first.published.tzinfo is UTC
+    assert first.precision is Precision.DAY  # NATO's "24 Nov. 2022 12:00:00 GMT" is a day
+    assert not first.date_inferred
+    assert first.summary_text.startswith("On 24 November 2022, cyber experts")
+    serbia = feed.entries[6]
+    assert serbia.title.startswith("“NATO fully respects Serbia’s policy")
+    assert "Vučić" in serbia.summary_text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("09 Nov. 2022 12:00:00 GMT", datetime(2022, 11, 9, 12, 0, tzinfo=UTC)),
+        ("9 Sept. 2022", datetime(2022, 9, 9, 12, 0, tzinfo=UTC)),
+        ("24 May. 2023 13:05 GMT", datetime(2023, 5, 24, 13, 5, tzinfo=UTC)),
+        ("19 Jul. 2021 09:36", datetime(2021, 7, 19, 7, 36, tzinfo=UTC)),  # Brussels time
+        ("soon", None),
+    ],
+)
+def test_nato_dates_that_feedparser_cannot_read_are_read(text, expected):
+    assert nato_date(text) == expected
+
+
+def test_a_nato_date_feedparser_fails_on_is_read_by_our_fallback():
+    body = rss("<item><title>A</title><link>https://x.org/a</link>"
+               "<pubDate>09 Sept. 2022</pubDate></item>")  # fmt: skip
+    (entry,) = parse_feed(body, "https://x.org/feed").entries
+    assert entry.published == datetime(2022, 9, 9, 12, 0, tzinfo=UTC)
+
+
+def test_dates_in_other_zones_become_utc_and_undated_entries_are_marked():
+    body = rss(
+        "<item><title>Zoned</title><link>https://x.org/1</link>"
+        "<pubDate>Thu, 10 Oct 2024 09:30:00 +0200</pubDate></item>"
+        "<item><title>Undated</title><link>https://x.org/2</link></item>"
+    )
+    zoned, undated = parse_feed(body, "https://x.org/feed").entries
+    assert zoned.published == datetime(2024, 10, 10, 7, 30, tzinfo=UTC)
+    assert zoned.precision is Precision.SECOND
+    assert undated.published is None and undated.date_inferred
+
+
+# --- content -----------------------------------------------------------------------------------
+
+ATOM = b"""<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom">
+  <title type="html">NATO &lt;b&gt;feed&lt;/b&gt;</title>
+  <link href="https://example.org/"/>
+  <id>urn:uuid:feed</id>
+  <updated>2024-01-10T10:00:00Z</updated>
+  <entry>
+    <title type="html">Allies &amp;amp; &lt;em&gt;partners&lt;/em&gt;</title>
+    <id>urn:uuid:1</id>
+    <link href="/news/1.htm"/>
+    <author><name>NATO Press</name></author>
+    <category term="partnerships"/><category term="partnerships"/><category term="cyber"/>
+    <published>2024-01-10T10:00:00Z</published>
+    <updated>2024-01-11T08:00:00+01:00</updated>
+    <summary type="text">Plain &lt;text&gt; &amp; more</summary>
+    <content type="html">&lt;p onclick="steal()"&gt;Hello &lt;a href="/more.htm"&gt;more&lt;/a&gt;
+      &lt;img src="img/map.png" onerror="x()"&gt;&lt;/p&gt;
+      &lt;script&gt;alert(1)&lt;/script&gt;&lt;style&gt;p{}&lt;/style&gt;
+      &lt;iframe src="https://evil.example/"&gt;&lt;/iframe&gt;
+      &lt;form action="/x"&gt;&lt;input name="q"&gt;&lt;/form&gt;
+      &lt;a href="javascript:alert(2)"&gt;click&lt;/a&gt;</content>
+  </entry>
+</feed>"""
+
+
+def test_html_is_sanitized_once_and_links_made_absolute():
+    feed = parse_feed(ATOM, "https://example.org/feeds/main.atom")
+    (entry,) = feed.entries
+    assert feed.title == "NATO <b>feed</b>"  # the feed title is text, as feedparser gives it
+    assert entry.title == "Allies & partners"
+    assert entry.guid == "urn:uuid:1"
+    assert entry.link == "https://example.org/news/1.htm"
+    assert entry.author == "NATO Press"
+    assert entry.categories == ("partnerships", "cyber")
+    assert entry.updated == datetime(2024, 1, 11, 7, 0, tzinfo=UTC)
+    assert entry.summary_html == "<p>Plain &lt;text&gt; &amp; more</p>"
+    assert entry.summary_text == "Plain <text> & more"
+    content = entry.content_html
+    for banned in (
+        "script",
+        "style",
+        "iframe",
+        "form",
+        "input",
+        "onclick",
+        "onerror",
+        "javascript",
+    ):
+        assert banned not in content
+    assert 'href="https://example.org/more.htm"' in content
+    assert 'src="https://example.org/feeds/img/map.png"' in content
+    assert "alert" not in entry.content_text and "Hello more" in entry.content_text
+
+
+def test_a_feed_in_a_legacy_charset_is_decoded():
+    (entry,) = parse_feed(fixture("legacy-latin1.rss"), "https://www.nato.int/x").entries
+    assert entry.title == "Réunion à Genève avec les partenaires"
+    assert "« sécurité »" in entry.summary_text
+
+
+# --- bad feeds ---------------------------------------------------------------------------------
+
+
+def test_a_malformed_feed_that_still_yields_entries_is_read_with_the_problem_reported():
+    feed = parse_feed(fixture("malformed.rss"), "https://www.nato.int/x")
+    assert [e.title for e in feed.entries] == ["Allies & partners train together", "Second story"]
+    assert feed.bozo and "SAXParseException" in feed.bozo
+
+
+def test_an_html_page_instead_of_a_feed_is_an_error():
+    with pytest.raises(FeedError, match=r"not a feed.*text/html"):
+        parse_feed(fixture("not-a-feed.html"), NATO_URL, {"content-type": "text/html"})
+
+
+def test_a_broken_document_without_entries_is_an_error():
+    with pytest.raises(FeedError, match="malformed feed with no readable entries"):
+        parse_feed(b'<?xml version="1.0"?><rss version="2.0"><channel><title>x', NATO_URL)
+
+
+def test_an_empty_feed_is_no_error():
+    feed = parse_feed(rss(""), NATO_URL)
+    assert feed.entries == [] and feed.bozo is None
+
+
+def test_bytes_that_look_like_a_file_name_are_not_opened():
+    # feedparser.parse(b"/etc/hostname") would read that file.
+    with pytest.raises(FeedError, match="not a feed"):
+        parse_feed(str(FIXTURES / "nato-news-2022-11-26.rss").encode(), NATO_URL)
+
+
+# --- hostile XML -------------------------------------------------------------------------------
+
+
+def test_billion_laughs_is_refused_at_once_without_eating_memory():
+    body = fixture("hostile/billion-laughs.xml")
+    tracemalloc.start()
+    try:
+        with pytest.raises(FeedError, match="declares XML entities"):
+            parse_feed(body, NATO_URL)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2_000_000
+
+
+def test_quadratic_blowup_is_refused():
+    # One 100 kB entity used 20,000 times: feedparser's fallback parser expands it (2 GB).
+    big = "x" * 100_000
+    head = f'<!DOCTYPE rss [\n<!ENTITY a "{big}">\n]>'
+    body = rss("<item><title>" + "&a;" * 20_000 + "</title></item>", head)
+    with pytest.raises(FeedError, match="declares XML entities"):
+        parse_feed(body, NATO_URL)
+
+
+def test_entities_hidden_in_utf16_are_refused_too():
+    body = (
+        fixture("hostile/billion-laughs.xml")
+        .decode()
+        .replace('"1.0"?>', '"1.0" encoding="utf-16"?>')
+    )
+    with pytest.raises(FeedError, match="declares XML entities"):
+        parse_feed(body.encode("utf-16"), NATO_URL)
+
+
+def test_an_external_entity_pointing_at_a_local_file_is_never_read(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOPSECRET")
+    head = f'<!DOCTYPE rss [<!ENTITY xxe SYSTEM "file://{secret}">]>'
+    body = rss("<item><title>a &xxe; b</title><link>https://x.org/1</link></item>", head)
+    with pytest.raises(FeedError, match="declares XML entities"):
+        parse_feed(body, NATO_URL)
+
+
+def test_an_external_dtd_is_neither_fetched_nor_read(tmp_path, feed_server):
+    # No entity is declared in the document itself, so it reaches the parser: the DTDs
+    # would define &secret; and must not be loaded, from disk or from the network.
+    dtd = tmp_path / "evil.dtd"
+    dtd.write_text('<!ENTITY secret "TOPSECRET">')
+    feed_server.route("/evil.dtd", body=dtd.read_bytes(), content_type="application/xml-dtd")
+    items = "<item><title>a &secret; b</title><link>https://x.org/1</link></item>"
+    for system_id in (f"file://{dtd}", feed_server.url("/evil.dtd")):
+        body = rss(items, f'<!DOCTYPE rss SYSTEM "{system_id}">')
+        feed = parse_feed(body, NATO_URL)
+        assert "TOPSECRET" not in repr(feed)
+        assert [e.link for e in feed.entries] == ["https://x.org/1"]
+    assert feed_server.requests() == []
+
+
+def test_a_plain_public_doctype_is_fine():
+    head = (
+        '<!DOCTYPE rss PUBLIC "-//Netscape Communications//DTD RSS 0.91//EN" '
+        '"http://my.netscape.com/publish/formats/rss-0.91.dtd">'
+    )
+    feed = parse_feed(rss("<item><title>A</title><link>https://x.org/a</link></item>", head), "u")
+    assert [e.title for e in feed.entries] == ["A"]
+
+
+def test_the_fast_path_for_plain_text_gives_what_nh3_and_html_to_text_give():
+    import random
+
+    from aggregator.parse.feed import sanitize, text_of
+    from aggregator.parse.sanitize import html_to_text, sanitize_html
+
+    alphabet = "ab Z09 .,;:'\"-–“”éçČ€😀\t\n\r\0\x0b\x7f\x85\xa0\ufeff<>&/=?#%"
+    rng = random.Random(3)
+    samples = [
+        "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(3000)
+    ]
+    for sample in [*samples, "  Vučić said “yes”  ", "a\n\n b\t c\n"]:
+        assert sanitize(sample) == sanitize_html(sample), repr(sample)
+        assert text_of(sanitize(sample)) == html_to_text(sanitize_html(sample)), repr(sample)
+
+
+def test_an_external_dtd_on_disk_is_never_opened(tmp_path):
+    # A FIFO blocks whoever opens it until a writer comes: if the parser opened the DTD,
+    # parsing would hang here instead of returning at once.
+    import os
+    import threading
+
+    fifo = tmp_path / "evil.dtd"
+    os.mkfifo(fifo)
+    body = rss(
+        "<item><title>a</title><link>https://x.org/1</link></item>",
+        f'<!DOCTYPE rss SYSTEM "file://{fifo}">',
+    )
+    results: list = []
+    worker = threading.Thread(target=lambda: results.append(parse_feed(body, NATO_URL)))
+    worker.start()
+    worker.join(timeout=10)
+    if worker.is_alive():  # release the parser before failing
+        with open(fifo, "w") as writer:
+            writer.write("")
+        worker.join()
+    assert results and [e.title for e in results[0].entries] == ["a"]

@@ -1,0 +1,398 @@
+"""Polls through the real path: a loopback HTTP server, httpx, feedparser, a SQLite file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from aggregator import ingest, poll
+from aggregator.config import load
+from aggregator.models import Origin
+from aggregator.store import Archive
+from aggregator.store.items import ItemsMixin
+from tests.conftest import FIXTURES, ROOT, SEEDS
+from tests.feedserver import Route
+
+NATO = "nato-news"
+
+
+def rss(*items: tuple[str, str, str], title: str = "NATO Latest News") -> bytes:
+    """items: (title, link, description), all dated 10 Jan. 2024."""
+    body = "".join(
+        f"<item><title>{t}</title><link>{link}</link><description>{d}</description>"
+        "<pubDate>10 Jan. 2024 12:00:00 GMT</pubDate></item>"
+        for t, link, d in items
+    )
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>{title}'
+        f"</title><link>https://www.nato.int/</link>{body}</channel></rss>"
+    ).encode()
+
+
+STORY = ("Allies meet partners", "https://www.nato.int/cps/en/natohq/news_1.htm", "First text.")
+
+
+class Setup:
+    """A project copy whose NATO source points at the feed server, its config and archive."""
+
+    def __init__(self, project, feed_server, seeds: bool = True):
+        self.project, self.server = project, feed_server
+        self.url = feed_server.url("/nato.rss")
+        project.replace_in_config(
+            "https://www.nato.int/cps/rss/en/natohq/rssFeed.xsl/rssFeed.xml", self.url
+        )
+        self.config = load(project.config)
+        self.archive = Archive(self.config.archive.database)
+        ingest.sync_sources(self.archive, self.config)
+        if seeds:
+            ingest.import_seeds(self.archive, [SEEDS])
+
+    def serve(self, *steps: Route, **kwargs) -> None:
+        self.server.route("/nato.rss", *steps, **kwargs)
+
+    def poll(self, force: bool = True) -> poll.PollReport:
+        (report,) = poll.poll_all(self.config, self.archive, NATO, force=force)
+        return report
+
+    def source(self):
+        return self.archive.get_source(NATO)
+
+    def log(self):
+        return self.archive.fetch_log(NATO)
+
+
+@pytest.fixture
+def setup(project, feed_server):
+    made = Setup(project, feed_server)
+    yield made
+    made.archive.close()
+
+
+@pytest.fixture
+def parses(monkeypatch):
+    """Counts calls of the real parser, and the threads they ran in."""
+    calls: list[int] = []
+    real = poll.parse_feed
+
+    def spy(*args, **kwargs):
+        calls.append(threading.get_ident())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(poll, "parse_feed", spy)
+    return calls
+
+
+# --- the seeded articles and the live feed ----------------------------------------------------
+
+
+def test_live_feeds_carrying_seeded_stories_merge_into_the_seeds(setup):
+    assert setup.archive.count_items() == 10
+    setup.serve(body=(FIXTURES / "nato-news-2022-11-26.rss").read_bytes())
+    first = setup.poll()
+    assert (first.error, first.status, first.new, first.updated) == (None, 200, 3, 7)
+    setup.serve(body=(FIXTURES / "nato-news-2023-05-24.rss").read_bytes())
+    second = setup.poll()
+    assert (second.error, second.new, second.updated) == (None, 2, 1)
+    archive = setup.archive
+    assert archive.count_items() == 10 + 3 + 2  # never a duplicate
+    assert archive.count_items(Origin.SEED) == 10
+    seeds = {item.title: item for item in archive.list_items(origin=Origin.SEED)}
+    vilnius = seeds["NATO meets with partners to reaffirm commitment ahead of Vilnius Summit"]
+    assert vilnius.link == "https://www.nato.int/cps/en/natohq/news_214878.htm?selectedLocale=en"
+    assert vilnius.canonical_url == "https://www.nato.int/cps/en/natohq/news_214878.htm"
+    assert "Admiral Rob Bauer" in vilnius.content_text  # the seed keeps its full text
+    assert sum(1 for item in seeds.values() if item.link) == 8  # 7 from listing + seed 002
+    # Polling both documents again changes nothing.
+    setup.server.route("/nato.rss", body=(FIXTURES / "nato-news-2022-11-26.rss").read_bytes())
+    again = setup.poll()
+    assert (again.new, again.updated, archive.count_items()) == (0, 0, 15)
+
+
+def test_duplicate_guids_and_link_variants_in_one_document_are_one_item_each(setup):
+    setup.serve(body=(FIXTURES / "duplicates.rss").read_bytes())
+    report = setup.poll()
+    assert (report.new, report.updated) == (2, 0)
+    feed_items = setup.archive.list_items(origin=Origin.FEED)
+    assert sorted(i.title for i in feed_items) == ["Story under link variants", "Story with a guid"]
+
+
+def test_a_guid_that_is_another_items_link_does_not_break_the_ingest(setup):
+    clash = rss(
+        ("Second", "https://www.nato.int/2.htm", "B"),
+        title="NATO",
+    ).replace(
+        b"<title>Second</title>", b"<title>Second</title><guid>https://www.nato.int/1.htm</guid>"
+    )
+    setup.serve(Route(body=rss(("First", "https://www.nato.int/1.htm", "A"))), Route(body=clash))
+    assert setup.poll().new == 1
+    report = setup.poll()
+    assert (report.error, report.new) == (None, 1)
+    ids = sorted(i.atom_id for i in setup.archive.list_items(origin=Origin.FEED))
+    assert ids[0] == "https://www.nato.int/1.htm" and ids[1].startswith("tag:aggregator.invalid,")
+
+
+def test_a_changed_story_is_a_new_revision_of_the_same_item(setup):
+    changed = (STORY[0], STORY[1] + "?selectedLocale=en", "Corrected text.")
+    setup.serve(Route(body=rss(STORY)), Route(body=rss(changed)))
+    first, second = setup.poll(), setup.poll()
+    assert (first.new, second.new, second.updated) == (1, 0, 1)
+    assert second.item_ids == first.item_ids
+    item = setup.archive.get_item(first.item_ids[0])
+    assert (item.revision, item.summary_text) == (2, "Corrected text.")
+    assert [r.revision for r in setup.archive.revisions(item.id)] == [1, 2]
+
+
+# --- what a poll costs ------------------------------------------------------------------------
+
+
+def test_304_costs_no_parse_and_no_item_write(setup, parses):
+    etag, stamp = 'W/"v1"', "Wed, 10 Jan 2024 12:00:00 GMT"
+    setup.serve(body=rss(STORY), etag=etag, last_modified=stamp)
+    assert setup.poll().new == 1
+    items_before = setup.archive.db["items"].rows_where(select="*")
+    second = setup.poll()
+    assert (second.status, second.unchanged, second.new, second.updated) == (304, True, 0, 0)
+    sent = setup.server.requests("/nato.rss")[1].headers
+    assert (sent["if-none-match"], sent["if-modified-since"]) == (etag, stamp)
+    assert len(parses) == 1
+    assert list(setup.archive.db["items"].rows_where(select="*")) == list(items_before)
+    assert [entry.status for entry in setup.log()] == [304, 200]
+
+
+def test_identical_bytes_from_a_server_ignoring_validators_cost_no_parse(setup, parses):
+    setup.serve(body=rss(STORY), etag='"v1"', honour_validators=False)
+    setup.poll()
+    second = setup.poll()
+    assert (second.status, second.unchanged, second.new) == (200, True, 0)
+    assert len(parses) == 1
+    assert len(setup.log()) == 2
+
+
+def test_parsing_runs_off_the_event_loop_thread(setup, parses):
+    setup.serve(body=rss(STORY))
+    setup.poll()
+    assert parses and parses[0] != threading.get_ident()
+
+
+# --- redirects and gone -----------------------------------------------------------------------
+
+
+def test_a_permanent_redirect_becomes_the_source_url(setup):
+    setup.serve(status=301, location="/moved.rss")
+    setup.server.route("/moved.rss", body=rss(STORY))
+    report = setup.poll()
+    assert report.status == 200 and "moved permanently" in report.note
+    assert setup.source().url == setup.server.url("/moved.rss")
+    setup.poll()
+    assert len(setup.server.requests("/nato.rss")) == 1  # the old URL is not asked again
+    assert len(setup.server.requests("/moved.rss")) == 2
+
+
+def test_a_temporary_redirect_keeps_the_source_url(setup):
+    setup.serve(status=302, location="/elsewhere.rss")
+    setup.server.route("/elsewhere.rss", body=rss(STORY))
+    assert setup.poll().new == 1
+    assert setup.source().url == setup.url
+
+
+def test_410_disables_the_source_and_keeps_its_items(setup):
+    setup.serve(Route(body=rss(STORY)), Route(status=410))
+    setup.poll()
+    gone = setup.poll()
+    assert gone.error.startswith("410 Gone") and gone.next_poll is None
+    source = setup.source()
+    assert (source.gone, source.enabled, source.state, source.item_count) == (
+        True, False, "gone", 1,
+    )  # fmt: skip
+    skipped = setup.poll()  # even forced
+    assert skipped.skipped and "gone" in skipped.note
+    assert len(setup.server.requests("/nato.rss")) == 2
+    ingest.sync_sources(setup.archive, setup.config)  # a restart does not revive it
+    assert setup.source().state == "gone"
+
+
+# --- back-off -----------------------------------------------------------------------------------
+
+
+def test_429_with_retry_after_means_no_request_before_it(setup):
+    setup.serve(status=429, retry_after="3600")
+    before = datetime.now(UTC)
+    report = setup.poll()
+    assert report.status == 429 and report.error.startswith("HTTP 429")
+    assert report.next_poll >= before + timedelta(seconds=3599)
+    skipped = setup.poll(force=False)
+    assert skipped.skipped and skipped.note.startswith("backing off until")
+    assert len(setup.server.requests("/nato.rss")) == 1
+    assert setup.source().state == "backing off"
+
+
+def test_errors_count_up_and_a_success_resets_them(setup):
+    setup.serve(Route(status=500), Route(status=503), Route(body=rss(STORY)))
+    assert setup.poll().error == "HTTP 500 Internal Server Error"
+    assert setup.source().consecutive_errors == 1
+    setup.poll()
+    source = setup.source()
+    assert source.consecutive_errors == 2 and source.last_error.startswith("HTTP 503")
+    assert setup.poll().error is None
+    assert (setup.source().consecutive_errors, setup.source().last_error) == (0, None)
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+
+def test_an_html_page_with_200_is_a_failed_poll_that_stores_no_validators(setup):
+    page = (FIXTURES / "not-a-feed.html").read_bytes()
+    setup.serve(body=page, content_type="text/html; charset=utf-8", etag='"page"')
+    report = setup.poll()
+    assert report.error.startswith("not a feed") and report.status == 200
+    source = setup.source()
+    assert (source.etag, source.body_hash, source.consecutive_errors) == (None, None, 1)
+    assert setup.archive.count_items(Origin.FEED) == 0
+
+
+def test_a_malformed_feed_is_ingested_with_the_problem_logged(setup):
+    setup.serve(body=(FIXTURES / "malformed.rss").read_bytes())
+    report = setup.poll()
+    assert (report.error, report.new) == (None, 2)
+    assert "SAXParseException" in report.note
+    assert setup.log()[0].error.startswith("warning: SAXParseException")
+
+
+def test_billion_laughs_from_the_server_is_refused_and_stores_nothing(setup):
+    setup.serve(body=(FIXTURES / "hostile/billion-laughs.xml").read_bytes())
+    report = setup.poll()
+    assert "declares XML entities" in report.error
+    assert setup.archive.count_items() == 10
+
+
+def test_a_gzip_bomb_is_a_failed_poll(setup):
+    import gzip
+
+    setup.serve(body=gzip.compress(b" " * 30_000_000, 9), raw_encoding="gzip")
+    report = setup.poll()
+    assert "cap" in report.error and setup.source().consecutive_errors == 1
+
+
+def test_an_error_mid_ingest_leaves_the_archive_as_it_was(setup, monkeypatch):
+    body = (FIXTURES / "nato-news-2022-11-26.rss").read_bytes()
+    setup.serve(body=body, etag='"v1"')
+    real = ItemsMixin._record_first_revisions
+
+    def failing(self, *args):  # the new items' rows are written by now
+        assert self.conn.execute("SELECT count(*) FROM items").fetchone()[0] > 10
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(ItemsMixin, "_record_first_revisions", failing)
+    tables = setup.archive.table_counts()
+    report = setup.poll()
+    assert report.error.startswith("ingest failed, nothing stored: RuntimeError: disk on fire")
+    after = setup.archive.table_counts()
+    assert {k: v for k, v in after.items() if k != "fetch_log"} == {
+        k: v for k, v in tables.items() if k != "fetch_log"
+    }
+    assert setup.source().etag is None  # so the next poll fetches the whole body again
+    monkeypatch.setattr(ItemsMixin, "_record_first_revisions", real)
+    assert setup.poll().new == 3
+
+
+CRASHING_POLL = """
+import os, signal, sys
+from aggregator import poll
+from aggregator.config import load
+from aggregator.store import Archive
+from aggregator.store.items import ItemsMixin
+
+def die(self, *args):  # the new items' rows are written, the transaction is open
+    assert self.conn.execute("SELECT count(*) FROM items").fetchone()[0] > 10
+    os.kill(os.getpid(), signal.SIGKILL)  # a power cut in the middle of the ingest
+ItemsMixin._record_first_revisions = die
+config = load(sys.argv[1])
+poll.poll_all(config, Archive(config.archive.database), "nato-news", force=True)
+"""
+
+
+def test_a_process_killed_mid_ingest_leaves_the_archive_as_it_was(setup):
+    setup.serve(body=(FIXTURES / "nato-news-2022-11-26.rss").read_bytes())
+    before = setup.archive.table_counts()
+    setup.archive.close()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", CRASHING_POLL, str(setup.project.config)],
+        env=env,
+        timeout=60,
+        capture_output=True,
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    setup.archive = Archive(setup.config.archive.database)
+    assert setup.archive.integrity_check() == "ok"
+    assert setup.archive.table_counts() == before
+    assert setup.poll().new == 3
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+
+def test_cli_fetch_and_sources(project, feed_server):
+    url = feed_server.route("/nato.rss", body=(FIXTURES / "nato-news-2023-05-24.rss").read_bytes())
+    project.replace_in_config("https://www.nato.int/cps/rss/en/natohq/rssFeed.xsl/rssFeed.xml", url)
+    done = project.cli("fetch")
+    assert done.stdout.startswith("nato-news: 200, 2581 bytes, 2 new, 1 updated, ")
+    assert "next poll 20" in done.stdout
+    again = project.cli("fetch")  # not due yet: skipped, and that is no failure
+    assert again.stdout.startswith("nato-news: skipped, not due until ")
+    table = project.cli("sources").stdout.splitlines()
+    assert table[0].split()[:3] == ["id", "state", "url"]
+    assert table[1].split()[:3] == ["nato-news", "ok", url]
+    (row,) = [json.loads(line) for line in project.cli("sources", "--json").stdout.splitlines()]
+    assert (row["id"], row["state"], row["last_status"], row["items"]) == (
+        "nato-news",
+        "ok",
+        200,
+        2,
+    )
+    assert row["consecutive_errors"] == 0 and row["next_poll"].endswith("Z")
+
+
+def test_cli_fetch_exit_status(project, feed_server):
+    url = feed_server.route("/nato.rss", status=404)
+    project.replace_in_config("https://www.nato.int/cps/rss/en/natohq/rssFeed.xsl/rssFeed.xml", url)
+    failed = project.cli("fetch", check=False)
+    assert failed.returncode == 1  # every source failed
+    assert "nato-news: 404" in failed.stdout and "HTTP 404 Not Found" in failed.stdout
+    assert "backing off" in project.cli("sources").stdout
+    unknown = project.cli("fetch", "no-such-source", check=False)
+    assert unknown.returncode == 1 and 'no source "no-such-source"' in unknown.stderr
+    # The seeds are imported even though NATO's feed is gone.
+    assert len(project.cli("items", "--json").stdout.splitlines()) == 10
+
+
+def test_stored_items_are_sanitized_and_undated_ones_get_their_first_seen_time(setup):
+    hostile = (
+        b'<?xml version="1.0"?><rss version="2.0"><channel><title>x</title><item>'
+        b"<title>Injected</title><link>https://www.nato.int/x.htm</link>"
+        b"<description>&lt;p onmouseover=&quot;steal()&quot;&gt;Hi&lt;/p&gt;"
+        b"&lt;script&gt;alert(1)&lt;/script&gt;&lt;iframe src=&quot;https://evil.example/&quot;&gt;"
+        b"&lt;/iframe&gt;&lt;a href=&quot;javascript:alert(2)&quot;&gt;x&lt;/a&gt;"
+        b"&lt;form&gt;&lt;input&gt;&lt;/form&gt;&lt;style&gt;p{}&lt;/style&gt;</description>"
+        b"</item></channel></rss>"
+    )
+    setup.serve(body=hostile)
+    before = datetime.now(UTC).replace(microsecond=0)
+    report = setup.poll()
+    (item,) = setup.archive.list_items(origin=Origin.FEED)
+    for banned in ("script", "onmouseover", "iframe", "javascript", "form", "input", "style"):
+        assert banned not in item.summary_html
+    assert item.summary_text == "Hi\nx"
+    assert item.date_inferred and before <= item.published <= datetime.now(UTC)
+    (logged,) = setup.log()
+    assert (logged.url, logged.status, logged.new_items, logged.updated_items) == (
+        setup.url, 200, 1, 0,
+    )  # fmt: skip
+    assert logged.bytes == len(hostile) == report.bytes and logged.duration_ms > 0
