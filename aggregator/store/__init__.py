@@ -15,8 +15,10 @@ from pathlib import Path
 
 import sqlite_utils
 
+from aggregator.store.feeds import FeedsMixin
 from aggregator.store.items import ItemsMixin
 from aggregator.store.schema import MIGRATIONS, SCHEMA_VERSION
+from aggregator.store.snapshot import SnapshotMixin
 from aggregator.store.sources import SourcesMixin
 from aggregator.store.topics import TopicsMixin
 
@@ -27,7 +29,7 @@ class ArchiveError(Exception):
     """The archive cannot be opened or is newer than this program."""
 
 
-class Archive(ItemsMixin, SourcesMixin, TopicsMixin):
+class Archive(ItemsMixin, SourcesMixin, TopicsMixin, SnapshotMixin, FeedsMixin):
     def __init__(self, path: Path | str, *, readonly: bool = False):
         self.path = Path(path)
         self.readonly = readonly
