@@ -1,0 +1,230 @@
+"""serve: the read-only HTTP face of the aggregator (Starlette on uvicorn).
+
+Routes: /feeds/<slug>.atom|.rss|.json and /feeds/<slug>/archive/<YYYY-MM>.atom (the files
+publish wrote, see `files`), / (HTML index), /opml, /healthz. Only GET and HEAD.
+
+`create_app(config)` is the ASGI app and `make_server(config)` a uvicorn server for it that
+can run on its own (`run`) or inside another event loop (`await server.serve()`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Callable
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from aggregator.config import Config
+from aggregator.models import Item, Origin
+from aggregator.serve import pages
+from aggregator.serve.files import FeedFiles, Representation, represent, select
+from aggregator.store import Archive, ArchiveError
+
+__all__ = ["create_app", "is_loopback_host", "make_server", "run"]
+
+METHODS = ("GET", "HEAD")
+_HTML_HEADERS = {k.decode(): v.decode() for k, v in pages.html_headers()}
+_NOT_ALLOWED_BODY = pages.METHOD_NOT_ALLOWED_HTML.encode()
+_NOT_ALLOWED = [
+    *pages.html_headers(),
+    (b"allow", b"GET, HEAD"),
+    (b"content-length", b"%d" % len(_NOT_ALLOWED_BODY)),
+]
+
+
+class FeedServer(Starlette):
+    """Starlette with a fast lane: feed files skip the middleware stack and the router.
+
+    Feed readers' polls are nearly all the traffic, and each layer costs microseconds per
+    request; the lane keeps them within reach of a bare ASGI app. Middleware added with
+    `add_middleware` therefore applies to the pages, not to /feeds/.
+    """
+
+    def __init__(self, files: FeedFiles, **kwargs):
+        super().__init__(**kwargs)
+        self.files = files
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            if scope["method"] not in METHODS:
+                await send({"type": "http.response.start", "status": 405, "headers": _NOT_ALLOWED})
+                await send({"type": "http.response.body", "body": _NOT_ALLOWED_BODY})
+                return
+            if scope["path"].startswith("/feeds/"):
+                await self.files(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(config: Config) -> Starlette:
+    server = config.server
+    slugs = frozenset(feed.slug for feed in config.feeds)
+    files = FeedFiles(server.feeds_dir, slugs, server.cache_max_age)
+    opml = represent(
+        pages.opml(config, time.time()),
+        b"text/x-opml; charset=utf-8",
+        time.time(),
+        server.cache_max_age,
+    )
+
+    def index(request: Request) -> Response:  # sync: Starlette runs it in a worker thread
+        items, titles, error = _index_data(config)
+        body = pages.index_html(config, items, titles, error)
+        return HTMLResponse(body, headers={**_HTML_HEADERS, "cache-control": "no-cache"})
+
+    def healthz(request: Request) -> Response:
+        status, payload = _health(config)
+        return JSONResponse(payload, status, headers={"cache-control": "no-store"})
+
+    async def opml_endpoint(request: Request) -> Response:
+        return _conditional(request, opml)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return HTMLResponse(pages.NOT_FOUND_HTML, 404, headers=_HTML_HEADERS)
+
+    routes = [
+        Route("/", index, methods=["GET", "HEAD"]),
+        Route("/opml", opml_endpoint, methods=["GET", "HEAD"]),
+        Route("/healthz", healthz, methods=["GET", "HEAD"]),
+    ]
+    return FeedServer(files, routes=routes, exception_handlers={404: not_found})
+
+
+def _conditional(request: Request, rep: Representation) -> Response:
+    headers = request.headers
+    status, head, body = select(
+        rep,
+        _raw(headers.get("if-none-match")),
+        _raw(headers.get("if-modified-since")),
+        _raw(headers.get("accept-encoding")),
+    )
+    response = Response(body, status)
+    response.raw_headers = list(head)  # complete, content-length included
+    return response
+
+
+def _raw(value: str | None) -> bytes | None:
+    return value.encode("latin-1") if value is not None else None
+
+
+def _index_data(config: Config) -> tuple[list[Item], dict[str, str], str | None]:
+    """The partnership feed's latest items and the source titles, or why there are none."""
+    feed = pages.partnership_feed(config)
+    if feed is None or not config.archive.database.exists():
+        return [], {}, None
+    try:
+        with Archive(config.archive.database, readonly=True) as archive:
+            titles = {s.id: s.title for s in archive.list_sources(include_seed=True)}
+            items = archive.list_items(topics=feed.topics, min_score=feed.min_score, limit=20)
+    except (ArchiveError, sqlite3.Error) as exc:
+        return [], {}, str(exc)
+    return items, titles, None
+
+
+def _health(config: Config) -> tuple[int, dict]:
+    path = config.archive.database
+    try:
+        with Archive(path, readonly=True) as archive:
+            sources = archive.list_sources(include_seed=True)
+            counts = {"total": archive.count_items()}
+            counts.update((origin.value, archive.count_items(origin)) for origin in Origin)
+    except (ArchiveError, sqlite3.Error) as exc:
+        reason = str(exc).replace(f"{path}: ", "")  # no file system paths on a public page
+        return 503, {"status": "unavailable", "error": f"archive: {reason}"}
+    payload = pages.health(sources, counts)
+    payload["feeds"] = _published(config)
+    return 200, payload
+
+
+def _published(config: Config) -> dict[str, str | None]:
+    """When each feed's Atom document was last written, if ever."""
+    result = {}
+    for feed in config.feeds:
+        try:
+            mtime = os.stat(config.server.feeds_dir / f"{feed.slug}.atom").st_mtime
+        except OSError:
+            result[feed.slug] = None
+        else:
+            result[feed.slug] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(mtime))
+    return result
+
+
+# --- the server ------------------------------------------------------------------------------
+
+
+def make_server(
+    config: Config,
+    app=None,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    log_level: str = "warning",
+) -> uvicorn.Server:
+    """A uvicorn server for `app` (default: create_app(config)) with uvloop and httptools
+    when installed. `server.run()` blocks; `await server.serve()` runs in the caller's loop."""
+    settings = uvicorn.Config(
+        app if app is not None else create_app(config),
+        host=host or config.server.host,
+        port=port or config.server.port,
+        loop="auto",
+        http="auto",
+        lifespan="off",
+        access_log=False,  # thousands of polling readers: the log would be the bottleneck
+        server_header=False,
+        proxy_headers=False,  # nothing here uses the client address
+        log_level=log_level,
+    )
+    return uvicorn.Server(settings)
+
+
+def run(
+    config: Config,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve until interrupted; `ready` gets the URL once the port is ours. A port that
+    cannot be had is a ValueError with a one-line message."""
+    server = make_server(config, host=host, port=port)
+    listener = listen(server.config.host, server.config.port)
+    with listener:
+        if ready:
+            ready(f"http://{server.config.host}:{server.config.port}/")
+        server.run(sockets=[listener])
+
+
+def listen(host: str, port: int) -> socket.socket:
+    where = f"{host}:{port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise ValueError(f"cannot listen on {where}: {exc.strerror}") from None
+    listener = socket.socket(family, kind, proto)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+        listener.listen(2048)
+    except OSError as exc:
+        listener.close()
+        raise ValueError(f"cannot listen on {where}: {exc.strerror}") from None
+    return listener
+
+
+def is_loopback_host(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
