@@ -29,6 +29,10 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/publish.py
+	$(BIN)/python benchmarks/serve.py
+	$(BIN)/python benchmarks/daemon.py
+	$(BIN)/python benchmarks/snapshot.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

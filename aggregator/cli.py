@@ -43,11 +43,14 @@ class _Group(click.Group):
 
 
 def _one_line(exc: Exception) -> str:
+    from aggregator.lock import LockHeld
     from aggregator.parse.seed import SeedError
+    from aggregator.snapshot import SnapshotError
     from aggregator.store import ArchiveError
 
     message = " ".join(str(exc).split()) or type(exc).__name__
-    if isinstance(exc, UserError | SeedError | ArchiveError | ValueError):
+    known = UserError | SeedError | ArchiveError | ValueError | LockHeld | SnapshotError
+    if isinstance(exc, known):
         return f"error: {message}"
     return f"error: {type(exc).__name__}: {message} (set AGGREGATOR_DEBUG=1 for a traceback)"
 
@@ -183,6 +186,63 @@ def items_command(
         _print_table(items)
 
 
+@cli.command("reclassify")
+@pass_state
+def reclassify_command(state: State) -> None:
+    """Score every item against the topics again, then republish."""
+    from aggregator import ingest
+
+    with state.archive() as archive:
+        count = ingest.reclassify(archive, state.config)
+        ingest.publish(archive, state.config)
+    click.echo(f"reclassified {count} items")
+
+
+@cli.command("explain")
+@click.argument("item_id", type=int)
+@pass_state
+def explain_command(state: State, item_id: int) -> None:
+    """Show why an item is or is not in each topic and feed."""
+    from aggregator import classify
+
+    with state.archive() as archive:
+        item = archive.get_item(item_id)
+    if item is None:
+        raise UserError(f"no item {item_id} in {state.config.archive.database}")
+    topics = classify.load_topics(state.config)
+    results = classify.classify(topics, item.title, item.summary_text, item.content_text)
+    click.echo(f"{item.id}  {item.published:%Y-%m-%d}  {item.title}")
+    for line in classify.explain_lines(results):
+        click.echo(f"  {line}")
+    scores = {r.topic: r.score for r in results if r.matched}
+    for feed in state.config.feeds:
+        wanted = [t for t in feed.topics if t in scores and scores[t] >= feed.min_score]
+        verdict = "in" if not feed.topics or wanted else "out"
+        why = "every item" if not feed.topics else (", ".join(wanted) or "no topic matched")
+        click.echo(f"  feed {feed.slug}: {verdict} ({why})")
+
+
+@cli.command("search")
+@click.argument("query")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@pass_state
+def search_command(state: State, query: str, as_json: bool, limit: int) -> None:
+    """Full-text search over titles, summaries and full text (SQLite FTS5 syntax)."""
+    import sqlite3
+
+    with state.archive() as archive:
+        try:
+            items = archive.search(query, limit)
+        except sqlite3.OperationalError as exc:
+            raise UserError(f"cannot search for {query!r}: {exc}") from None
+    if as_json:
+        for item in items:
+            click.echo(json.dumps(item_json(item), ensure_ascii=False))
+    else:
+        _print_table(items)
+
+
 def item_json(item: Item) -> dict:
     return {
         "id": item.id,
@@ -220,16 +280,243 @@ def _print_table(items: list[Item]) -> None:
 
 
 @cli.command("daemon")
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
 @pass_state
-def daemon_command(state: State) -> None:
-    """Run the daemon (for now: import the seeds if missing and list the archive)."""
-    from aggregator import ingest
+def daemon_command(state: State, log_format: str, log_level: str) -> None:
+    """Poll, archive, publish and serve until stopped (SIGHUP reloads the config)."""
+    from aggregator import logs
+    from aggregator.schedule import Daemon
 
+    config = state.config
+    logs.setup(log_level, log_format)
+    from aggregator.lock import LockHeld
+
+    try:
+        status = Daemon(config, on_ready=_show_archive if log_format == "text" else None).run()
+    except LockHeld as exc:
+        raise UserError(str(exc)) from None
+    sys.exit(status)
+
+
+def _show_archive(items: list[Item], total: int) -> None:
+    click.echo(f"The archive holds {total} items; the newest {len(items)}:")
+    _print_table(items)
+
+
+@cli.command("serve")
+@click.option("--host", metavar="HOST", help="address to listen on (default: server.host)")
+@click.option("--port", type=click.IntRange(1, 65535), help="TCP port (default: server.port)")
+@pass_state
+def serve_command(state: State, host: str | None, port: int | None) -> None:
+    """Serve the published feeds, an index page, OPML and /healthz over HTTP."""
+    from aggregator import serve
+
+    config = state.config
+    host, port = host or config.server.host, port or config.server.port
+    if not serve.is_loopback_host(host):
+        click.echo(f"warning: listening on {host}, reachable from other machines", err=True)
+    serve.run(
+        config,
+        host=host,
+        port=port,
+        ready=lambda url: click.echo(f"serving {config.server.feeds_dir} on {url} (Ctrl-C stops)"),
+    )
+
+
+@cli.group("snapshot")
+def snapshot_group() -> None:
+    """Consistent, verifiable copies of the archive (in archive.snapshots)."""
+
+
+@snapshot_group.command("create")
+@click.option("--label", metavar="TEXT", help="added to the snapshot's name and manifest")
+@click.option("--tar", is_flag=True, help="write one .tar.gz instead of a folder")
+@pass_state
+def snapshot_create(state: State, label: str | None, tar: bool) -> None:
+    """Snapshot the archive and the published feeds, also while the daemon writes."""
+    from aggregator import snapshot
+
+    config, progress = state.config, snapshot.TerminalProgress()
+    made = snapshot.create(
+        config.archive.database,
+        config.archive.snapshots,
+        config.server.feeds_dir,
+        label=label,
+        tar=tar,
+        progress=progress,
+    )
+    progress.close()
+    click.echo(f"snapshot {made.path}: {made.items} items, {_size(made.size)}")
+
+
+@snapshot_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+@pass_state
+def snapshot_list(state: State, as_json: bool) -> None:
+    """List the snapshots, oldest first."""
+    from aggregator import snapshot
+
+    found = snapshot.list_snapshots(state.config.archive.snapshots)
+    if as_json:
+        for made in found:
+            row = {"name": made.name, "path": str(made.path), "created": _iso(made.created)}
+            row.update(items=made.items, size=made.size, label=made.label, tar=made.packed)
+            click.echo(json.dumps(row, ensure_ascii=False))
+        return
+    width = max([len(made.path.name) for made in found] + [4])
+    click.echo(f"{'name':<{width}}  {'created':<20}  {'items':>8}  {'size':>9}")
+    for made in found:
+        items = "?" if made.items is None else made.items
+        click.echo(
+            f"{made.path.name:<{width}}  {made.created:%Y-%m-%d %H:%M:%S}Z  "
+            f"{items:>8}  {_size(made.size):>9}"
+        )
+    click.echo(f"{len(found)} snapshots in {state.config.archive.snapshots}")
+
+
+@snapshot_group.command("verify")
+@click.argument("name")
+@pass_state
+def snapshot_verify(state: State, name: str) -> None:
+    """Re-check a snapshot's checksums, database and counts; non-zero on a mismatch."""
+    from aggregator import snapshot
+
+    progress = snapshot.TerminalProgress()
+    checked = snapshot.verify(state.config.archive.snapshots, name, progress)
+    progress.close()
+    click.echo(f"{checked.path.name}: ok ({checked.items} items)")
+
+
+@snapshot_group.command("restore")
+@click.argument("name")
+@pass_state
+def snapshot_restore(state: State, name: str) -> None:
+    """Verify a snapshot, swap its database in (keeping the old one) and republish."""
+    from aggregator import snapshot
+
+    progress = snapshot.TerminalProgress()
+    report = snapshot.restore(state.config, name, progress)
+    progress.close()
+    click.echo(f"restored {report.snapshot.path.name} into {report.database}")
+    if report.replaced:
+        click.echo(f"  the replaced archive is kept as {report.replaced}")
+    click.echo(f"  {report.note}")
+
+
+@snapshot_group.command("prune")
+@click.option("--keep", type=click.IntRange(min=1), required=True, help="how many to keep")
+@pass_state
+def snapshot_prune(state: State, keep: int) -> None:
+    """Remove all but the newest N snapshots."""
+    from aggregator import snapshot
+
+    removed = snapshot.prune(state.config.archive.snapshots, keep)
+    for name in removed:
+        click.echo(f"removed {name}")
+    click.echo(f"removed {len(removed)} snapshots, kept the newest {keep}")
+
+
+def _size(size: float) -> str:
+    if size < 1024:
+        return f"{size:.0f} B"
+    for unit in ("KB", "MB", "GB"):
+        size /= 1024
+        if size < 1024 or unit == "GB":
+            break
+    return f"{size:.1f} {unit}"
+
+
+@cli.command("publish")
+@click.argument("slugs", nargs=-1, metavar="[SLUG]...")
+@pass_state
+def publish_command(state: State, slugs: tuple[str, ...]) -> None:
+    """Render the output feeds (default: all) into server.feeds_dir; unchanged files stay."""
+    from aggregator import publish
+
+    config = state.config
     with state.archive(sync=True) as archive:
-        counts = ingest.ensure_seeds(archive, state.config.archive.seeds)
+        report = publish.publish_feeds(archive, config, slugs or [f.slug for f in config.feeds])
+    for feed in report.feeds:
+        removed = f", {len(feed.removed)} removed" if feed.removed else ""
+        click.echo(
+            f"{feed.slug}: {feed.entries} entries, {feed.months} archive months, "
+            f"{len(feed.written)} written, {feed.unchanged} unchanged{removed}"
+        )
+
+
+@cli.command("fetch")
+@click.argument("source_id", required=False, metavar="[SOURCE_ID]")
+@click.option("--force", is_flag=True, help="poll even a source that is backing off")
+@pass_state
+def fetch_command(state: State, source_id: str | None, force: bool) -> None:
+    """Poll every enabled source (or one) once and ingest what is new."""
+    from aggregator import ingest, poll
+
+    config = state.config
+    with state.archive(sync=True) as archive:
+        counts = ingest.ensure_seeds(archive, config.archive.seeds)
         if counts:
-            ingest.after_ingest(archive, state.config, counts)
-        _print_table(archive.list_items())
+            ingest.after_ingest(archive, config, counts)
+        reports = poll.poll_all(config, archive, source_id, force)
+    for report in reports:
+        click.echo(poll.summary_line(report))
+    polled = [r for r in reports if not r.skipped]
+    if polled and all(r.error for r in polled):
+        sys.exit(EXIT_FAILURE)
+
+
+@cli.command("sources")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+@pass_state
+def sources_command(state: State, as_json: bool) -> None:
+    """Each source's state, last poll, errors and next poll."""
+    with state.archive(sync=True) as archive:
+        sources = archive.list_sources()
+    if as_json:
+        for source in sources:
+            click.echo(json.dumps(source_json(source), ensure_ascii=False))
+        return
+    rows = [
+        (s.id, s.state, s.url, _stamp(s.last_poll), str(s.last_status or "-"),
+         str(s.consecutive_errors), _stamp(s.next_poll_not_before), str(s.item_count))
+        for s in sources
+    ]  # fmt: skip
+    header = ("id", "state", "url", "last poll", "status", "errors", "next poll", "items")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        click.echo("  ".join(cells).rstrip())
+    for source in sources:
+        if source.last_error:
+            click.echo(f"{source.id}: last error: {source.last_error}")
+
+
+def source_json(source) -> dict:
+    return {
+        "id": source.id,
+        "title": source.title,
+        "state": source.state,
+        "url": source.url,
+        "config_url": source.config_url,
+        "last_poll": _stamp(source.last_poll, None),
+        "last_status": source.last_status,
+        "last_error": source.last_error,
+        "consecutive_errors": source.consecutive_errors,
+        "next_poll": _stamp(source.next_poll_not_before, None),
+        "items": source.item_count,
+    }
+
+
+def _stamp(value: datetime | None, missing: str | None = "-") -> str | None:
+    return _iso(value) if value else missing
 
 
 def main() -> None:

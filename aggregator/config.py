@@ -51,6 +51,21 @@ def _duration(value: Any) -> float:
     return seconds
 
 
+def _duration_or_zero(value: Any) -> float:
+    if value == "0":
+        return 0.0
+    if isinstance(value, str) and parse_duration_or_none(value) == 0:
+        return 0.0
+    return _duration(value)
+
+
+def parse_duration_or_none(text: str) -> float | None:
+    try:
+        return parse_duration(text)
+    except ValueError:
+        return None
+
+
 def _show(value: Any) -> str:
     return f'"{value}"' if isinstance(value, str) else repr(value)
 
@@ -154,7 +169,9 @@ FETCH = {
     "allow_fast_polling": Setting(_bool, False, "allow intervals under 15m for non-loopback hosts"),
 }
 DAEMON = {
-    "jitter": Setting(_duration, 60.0, "random delay added to each poll, at most this long"),
+    "jitter": Setting(
+        _duration_or_zero, 60.0, "random delay added to each poll, at most this long"
+    ),
     "fetch_log_max_age": Setting(_duration, 90 * 86400.0, "maintenance trims older fetch log rows"),
     "maintenance_interval": Setting(_duration, 86400.0, "how often maintenance runs"),
 }

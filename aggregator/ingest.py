@@ -8,16 +8,21 @@ each stage stays ignorant of the others.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from aggregator import dedupe
+from aggregator.config import Config
 from aggregator.models import Entry, IngestCounts, Origin
 from aggregator.parse.seed import read_seed_file, seed_files
 from aggregator.store import Archive
 from aggregator.store.codec import now
-from aggregator.store.sources import SEED_SOURCE_ID
+from aggregator.store.sources import SEED_SOURCE_ID, SourceSpec
+
+RULES_HASH_KEY = "classify.rules_hash"  # meta key: the rules the stored scores came from
+log = logging.getLogger("aggregator.ingest")
 
 
 def store_entries(
@@ -29,12 +34,12 @@ def store_entries(
 ) -> IngestCounts:
     """Deduplicate entries against the archive and store them in one transaction."""
     seen = seen or now()
-    entries = dedupe.unique_entries(entries, source_id)
-    identities = [dedupe.identify(entry, source_id) for entry in entries]
-    dates = [entry.published for entry in entries if entry.published]
+    identified = dedupe.unique_identified(entries, source_id)
+    identities = [identity for _, identity in identified]
+    dates = [entry.published for entry, _ in identified if entry.published]
     with archive.transaction():
         candidates = archive.candidates_for(identities, dates)
-        intents = dedupe.make_intents(entries, source_id, candidates)
+        intents = dedupe.intents_for(identified, candidates)
         return archive.apply(intents, source_id, origin, seen)
 
 
@@ -58,7 +63,95 @@ def ensure_seeds(archive: Archive, folder: Path) -> IngestCounts | None:
     return import_seeds(archive, [folder])
 
 
-def after_ingest(archive: Archive, config: object, counts: IngestCounts) -> None:
-    """What follows a store: classify the changed items (publish follows in its issue)."""
-    # filled in by classify/publish: kept as the one hook every ingest path calls
-    return None
+def after_ingest(archive: Archive, config: Config, counts: IngestCounts) -> None:
+    """What follows every store that changed items: classify them, then republish the
+    feeds they touch."""
+    if not counts.item_ids:
+        return
+    topics = classify_items(archive, config, counts.item_ids)
+    from aggregator.publish import feeds_touched
+
+    publish(archive, config, feeds_touched(config, topics))
+
+
+def classify_items(archive: Archive, config: Config, item_ids: Sequence[int]) -> set[str]:
+    """Score items against every topic; returns the topics they match or matched."""
+    from aggregator import classify
+
+    topics = classify.load_topics(config)
+    scores = []
+    matched: set[str] = set()  # before and after: an item leaving a feed changes it too
+    for start in range(0, len(item_ids), 500):
+        chunk = item_ids[start : start + 500]
+        for item in archive.get_items(chunk):
+            matched.update(item.topics)
+            for score in classify.score_item(topics, item):
+                scores.append(score)
+                if score.matched:
+                    matched.add(score.topic)
+    archive.save_scores(scores, replace_items=item_ids)
+    return matched
+
+
+def reclassify(archive: Archive, config: Config) -> int:
+    """Score every item again (the rules changed); one transaction."""
+    from aggregator import classify
+
+    topics = classify.load_topics(config)
+    with archive.transaction():
+        archive.clear_scores()
+        batch, count = [], 0
+        for item in archive.iter_items():
+            batch.extend(classify.score_item(topics, item))
+            count += 1
+            if len(batch) >= 5000:
+                archive.save_scores(batch)
+                batch = []
+        archive.save_scores(batch)
+        archive.set_meta(RULES_HASH_KEY, classify.rules_hash(config))
+    log.info("reclassified %d items", count, extra={"fields": {"items": count}})
+    return count
+
+
+def reclassify_if_rules_changed(archive: Archive, config: Config) -> bool:
+    from aggregator import classify
+
+    if archive.get_meta(RULES_HASH_KEY) == classify.rules_hash(config):
+        return False
+    reclassify(archive, config)
+    return True
+
+
+def publish(archive: Archive, config: Config, slugs: Iterable[str] | None = None) -> None:
+    from aggregator import publish as publisher
+
+    wanted = None if slugs is None else set(slugs)
+    if wanted is not None and not wanted:
+        return
+    report = (
+        publisher.publish_all(archive, config)
+        if wanted is None
+        else publisher.publish_feeds(archive, config, sorted(wanted))
+    )
+    log.info(
+        "publish",
+        extra={
+            "fields": {
+                "feeds": ",".join(sorted(wanted)) if wanted else "all",
+                "written": len(report.written),
+                "unchanged": report.unchanged,
+            }
+        },
+    )
+
+
+def sync_sources(archive: Archive, config: Config) -> None:
+    archive.sync_sources([SourceSpec(s.id, s.title, s.url, s.enabled) for s in config.sources])
+
+
+def maintain(archive: Archive, config: Config) -> int:
+    """The daily chores: trim the fetch log, let SQLite optimize, checkpoint the WAL."""
+    cutoff = now() - timedelta(seconds=config.daemon.fetch_log_max_age)
+    trimmed = archive.trim_fetch_log(cutoff)
+    archive.optimize()
+    return trimmed

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import subprocess
+import sys
 
 import click
 
@@ -44,8 +47,35 @@ def test_import_seeds_twice_then_items_as_json(project):
 
 
 def test_daemon_on_a_fresh_archive_shows_the_seeds(project):
-    table = project.cli("daemon", timeout=30).stdout
-    assert "Serbia" in table and "10 items" in table
+    port = _free_port()
+    project.replace_in_config("port = 8080", f"port = {port}")
+    project.replace_in_config(
+        'url = "https://www.nato.int', 'enabled = false\nurl = "https://www.nato.int'
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aggregator", "--config", str(project.config), "daemon"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=project.root,
+    )
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "daemon started" in line:
+                break
+        table = "".join(lines)
+        assert "The archive holds 10 items" in table and "Serbia" in table, table
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=15) == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def test_config_errors_are_one_line_with_exit_status_2(project):
@@ -114,3 +144,23 @@ def test_every_config_key_is_documented_in_the_readme():
     }
     keys = [f"{section}.{key}" for section, table in sections.items() for key in table]
     assert [key for key in keys if f"`{key}`" not in README] == []
+
+
+def test_reclassify_explain_and_search(project):
+    project.cli("import-seeds")
+    assert "reclassified 10 items" in project.cli("reclassify").stdout
+    items = [json.loads(line) for line in project.cli("items", "--json").stdout.splitlines()]
+    serbia = next(item for item in items if "Serbia" in item["title"])
+    assert serbia["topics"] == ["partnerships"] and serbia["score"] >= 4
+    explained = project.cli("explain", str(serbia["id"])).stdout
+    assert '"Serbia"' in explained and "feed partnerships: in" in explained
+    ibans = [item for item in items if item["title"].startswith("IBAN")]
+    assert "feed partnerships: out" in project.cli("explain", str(ibans[0]["id"])).stdout
+    in_feed = project.cli("items", "--json", "--feed", "partnerships").stdout.splitlines()
+    assert len(in_feed) == 5
+    found = project.cli("search", "--json", "Serbia").stdout.splitlines()
+    assert [json.loads(line)["id"] for line in found] == [serbia["id"]]
+    bad = project.cli("search", '"unbalanced', check=False)
+    assert bad.returncode == 1 and bad.stderr.startswith("error: cannot search")
+    missing = project.cli("explain", "9999", check=False)
+    assert missing.returncode == 1 and "no item 9999" in missing.stderr

@@ -1,0 +1,351 @@
+"""The daemon: poll, ingest, publish and serve in one process and one event loop.
+
+APScheduler (3.x, asyncio) runs one polling job per enabled source and a maintenance
+job; uvicorn serves `feeds/` on the same loop. Decisions about when to poll and what a
+new config changes are pure functions (`first_run`, `plan_reload`); `Daemon` does the I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from aggregator.config import Config, ConfigError, SourceConfig, load
+from aggregator.logs import event
+from aggregator.models import Item, SourceState
+
+STOP_TIMEOUT = 8.0  # seconds an in-flight poll may take to finish after SIGTERM
+SHOWN_AT_START = 20
+MAX_JITTER_SHARE = 0.1  # jitter never exceeds a tenth of the interval
+
+log = logging.getLogger("aggregator.daemon")
+
+
+# --- decisions (pure) -------------------------------------------------------------------
+
+
+def jitter_for(interval: float, configured: float) -> float:
+    return min(configured, interval * MAX_JITTER_SHARE)
+
+
+def first_run(
+    state: SourceState | None, interval: float, now: datetime, jitter: float, rand: float
+) -> datetime:
+    """When a source is first polled after start: not before its back-off ends and not
+    sooner than one interval after its last poll, so restarts do not hammer the server."""
+    earliest = now
+    if state and state.last_poll:
+        earliest = max(earliest, state.last_poll + timedelta(seconds=interval))
+    if state and state.next_poll_not_before:
+        earliest = max(earliest, state.next_poll_not_before)
+    return earliest + timedelta(seconds=jitter * rand)
+
+
+@dataclass(frozen=True)
+class ReloadPlan:
+    add: tuple[SourceConfig, ...]
+    remove: tuple[str, ...]
+    reschedule: tuple[SourceConfig, ...]
+    reclassify: bool
+    republish: bool
+    restart_needed: tuple[str, ...]  # keys that only a restart applies
+
+
+def plan_reload(old: Config, new: Config, old_rules: str, new_rules: str) -> ReloadPlan:
+    old_sources = {s.id: s for s in old.sources if s.enabled}
+    new_sources = {s.id: s for s in new.sources if s.enabled}
+    changed = tuple(
+        s for sid, s in new_sources.items() if sid in old_sources and old_sources[sid] != s
+    )
+    restart = tuple(
+        f"server.{key}"
+        for key in ("host", "port")
+        if getattr(old.server, key) != getattr(new.server, key)
+    )
+    reclassify = old_rules != new_rules
+    republish = reclassify or old.feeds != new.feeds or old.server != new.server
+    return ReloadPlan(
+        add=tuple(s for sid, s in new_sources.items() if sid not in old_sources),
+        remove=tuple(sid for sid in old_sources if sid not in new_sources),
+        reschedule=changed,
+        reclassify=reclassify,
+        republish=republish,
+        restart_needed=restart,
+    )
+
+
+# --- the daemon -----------------------------------------------------------------------------
+
+
+class Daemon:
+    def __init__(self, config: Config, on_ready: Callable[[list[Item], int], None] | None = None):
+        self.config = config
+        self._on_ready = on_ready  # shows the archive to a person who just ran `make run`
+        self._stopping = asyncio.Event()
+        self._inflight: set[asyncio.Task] = set()
+        self._db_lock = asyncio.Lock()
+
+    def run(self) -> int:
+        from aggregator.lock import ArchiveLock
+
+        lock = ArchiveLock(self.config.archive.database)
+        lock.acquire()  # raises LockHeld naming the other daemon's pid
+        try:
+            return asyncio.run(self._main())
+        finally:
+            lock.release()
+
+    async def _main(self) -> int:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        from aggregator.fetch import Fetcher
+        from aggregator.store import Archive
+
+        self.archive = Archive(self.config.archive.database)
+        try:
+            await asyncio.to_thread(self._prepare_archive)
+            self.fetcher = Fetcher(self.config)
+            self._db_lock = self.fetcher.db_lock  # one writer at a time on the archive
+            self.scheduler = AsyncIOScheduler(timezone=UTC)
+            for source in self.config.sources:
+                if source.enabled:
+                    self._schedule(source)
+            self._schedule_maintenance()
+            self.scheduler.start()
+            server_task = await self._start_server()
+            self._install_signals()
+            event(
+                log,
+                "daemon started",
+                pid=os.getpid(),
+                url=f"http://{self.config.server.host}:{self.config.server.port}/",
+                sources=len([s for s in self.config.sources if s.enabled]),
+            )
+            stop = asyncio.create_task(self._stopping.wait())
+            done, _ = await asyncio.wait({stop, server_task}, return_when=asyncio.FIRST_COMPLETED)
+            failed = server_task in done and not self._stopping.is_set()
+            await self._shutdown(server_task)
+            if failed:
+                event(log, "server stopped unexpectedly; exiting", logging.ERROR)
+                return 1
+            return 0
+        finally:
+            self.archive.close()
+
+    # --- start-up ---------------------------------------------------------------------
+
+    def _prepare_archive(self) -> None:
+        from aggregator import ingest
+
+        ingest.sync_sources(self.archive, self.config)
+        counts = ingest.ensure_seeds(self.archive, self.config.archive.seeds)
+        if counts:
+            event(log, "seeds imported", new=counts.new)
+        ingest.reclassify_if_rules_changed(self.archive, self.config)
+        ingest.publish(self.archive, self.config)
+        if self._on_ready:
+            self._on_ready(
+                self.archive.list_items(limit=SHOWN_AT_START), self.archive.count_items()
+            )
+
+    async def _start_server(self) -> asyncio.Task:
+        from aggregator.serve import make_server
+
+        self.server = make_server(self.config)
+        task = asyncio.create_task(self._serve(self.server))
+        while not self.server.started and not task.done():
+            await asyncio.sleep(0.02)
+        return task
+
+    async def _serve(self, server) -> None:
+        """uvicorn's own loop (`Server.serve`) wakes ten times a second to refresh the Date
+        header and installs its own signal handlers. The daemon owns the signals and should
+        sleep while idle, so it runs the server's start-up and shutdown itself, with a Date
+        header computed per response instead of per tick."""
+        config = server.config
+        if not config.loaded:
+            config.load()
+        server.server_state = _date_on_demand_state(config.encoded_headers)
+        server.lifespan = config.lifespan_class(config)
+        await server.startup()
+        if not server.should_exit:  # it could bind
+            await self._stopping.wait()
+        await server.shutdown()
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._request_stop, "SIGTERM")
+        loop.add_signal_handler(signal.SIGINT, self._request_stop, "SIGINT")
+        loop.add_signal_handler(signal.SIGHUP, self._on_hangup)
+
+    def _on_hangup(self) -> None:
+        task = asyncio.ensure_future(self._reload())
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    # --- jobs -------------------------------------------------------------------------
+
+    def _schedule(self, source: SourceConfig) -> None:
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        jitter = jitter_for(source.interval, self.config.daemon.jitter)
+        state = self.archive.get_source(source.id)
+        start = first_run(state, source.interval, _now(), jitter, random.random())
+        self.scheduler.add_job(
+            self._poll,
+            IntervalTrigger(seconds=source.interval, jitter=jitter or None, timezone=UTC),
+            args=[source.id],
+            id=f"poll:{source.id}",
+            replace_existing=True,
+            max_instances=1,  # never two polls of one source at once
+            coalesce=True,  # missed runs (a sleeping laptop) become one
+            misfire_grace_time=None,
+            next_run_time=start,
+        )
+
+    def _schedule_maintenance(self) -> None:
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        self.scheduler.add_job(
+            self._maintenance,
+            IntervalTrigger(seconds=self.config.daemon.maintenance_interval, timezone=UTC),
+            id="maintenance",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=None,
+        )
+
+    async def _poll(self, source_id: str) -> None:
+        from aggregator.poll import poll_source
+
+        if self._stopping.is_set():
+            return
+        task = asyncio.current_task()
+        self._inflight.add(task)
+        try:
+            report = await poll_source(self.archive, self.config, source_id, self.fetcher)
+        except Exception as exc:  # one bad poll must not take the daemon down
+            event(log, "poll crashed", logging.ERROR, source=source_id, error=repr(exc))
+            return
+        finally:
+            self._inflight.discard(task)
+        _log_poll(report)
+
+    async def _maintenance(self) -> None:
+        from aggregator import ingest
+
+        async with self._db_lock:
+            trimmed = await asyncio.to_thread(ingest.maintain, self.archive, self.config)
+        event(log, "maintenance done", fetch_log_rows_trimmed=trimmed)
+
+    # --- reload and stop -----------------------------------------------------------------
+
+    async def _reload(self) -> None:
+        try:
+            new = load(self.config.path)
+        except ConfigError as exc:
+            event(log, "config refused; keeping the running one", logging.ERROR, error=str(exc))
+            return
+        try:
+            await self._apply(new)
+        except Exception as exc:
+            event(log, "reload failed", logging.ERROR, error=repr(exc))
+
+    async def _apply(self, new: Config) -> None:
+        from aggregator import classify, ingest
+
+        plan = plan_reload(
+            self.config, new, classify.rules_hash(self.config), classify.rules_hash(new)
+        )
+        self.config = new
+        for source_id in plan.remove:
+            with contextlib.suppress(Exception):
+                self.scheduler.remove_job(f"poll:{source_id}")
+        async with self._db_lock:
+            await asyncio.to_thread(ingest.sync_sources, self.archive, new)
+            if plan.reclassify:
+                await asyncio.to_thread(ingest.reclassify, self.archive, new)
+            if plan.republish:
+                await asyncio.to_thread(ingest.publish, self.archive, new)
+        for source in plan.add + plan.reschedule:
+            self._schedule(source)
+        for key in plan.restart_needed:
+            event(log, "config change needs a restart", logging.WARNING, key=key)
+        event(
+            log,
+            "config reloaded",
+            added=",".join(s.id for s in plan.add) or "-",
+            removed=",".join(plan.remove) or "-",
+            changed=",".join(s.id for s in plan.reschedule) or "-",
+            reclassified=plan.reclassify,
+        )
+
+    def _request_stop(self, name: str) -> None:
+        if not self._stopping.is_set():
+            event(log, "stopping", signal=name)
+            self._stopping.set()
+
+    async def _shutdown(self, server_task: asyncio.Task) -> None:
+        with contextlib.suppress(Exception):
+            self.scheduler.shutdown(wait=False)
+        self.server.should_exit = True
+        if self._inflight:
+            # An ingest is one transaction: let it land; if it cannot in time, exiting
+            # rolls it back.
+            await asyncio.wait(self._inflight, timeout=STOP_TIMEOUT)
+        with contextlib.suppress(asyncio.TimeoutError, Exception):
+            await asyncio.wait_for(server_task, timeout=2)
+        await self.fetcher.aclose()
+        event(log, "stopped")
+
+
+def _date_on_demand_state(encoded_headers: list[tuple[bytes, bytes]]):
+    """uvicorn's ServerState whose default headers (Date) are made when a response asks."""
+    from email.utils import formatdate
+
+    from uvicorn.server import ServerState
+
+    class DateOnDemand(ServerState):
+        @property
+        def default_headers(self) -> list[tuple[bytes, bytes]]:
+            return [(b"date", formatdate(usegmt=True).encode()), *encoded_headers]
+
+        @default_headers.setter
+        def default_headers(self, value: list) -> None:
+            pass  # uvicorn's tick would set a cached copy; there is no tick
+
+    return DateOnDemand()
+
+
+def _log_poll(report) -> None:
+    level = logging.WARNING if report.error else logging.INFO
+    if report.skipped:
+        return
+    event(
+        log,
+        "poll",
+        level,
+        source=report.source_id,
+        status=report.status if report.status is not None else "-",
+        bytes=report.bytes,
+        new=report.new,
+        updated=report.updated,
+        duration=f"{report.duration:.2f}s",
+        next_poll=_stamp(report.next_poll),
+        **({"error": report.error} if report.error else {}),
+    )
+
+
+def _stamp(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else "-"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
