@@ -427,6 +427,50 @@ def test_a_republish_is_picked_up_without_a_restart(site, client):
     assert client.get("/feeds/republished.atom").status_code == 404
 
 
+def test_readers_get_whole_versions_while_feeds_are_republished(tmp_path):
+    config = make_site(tmp_path / "site")
+    slug = config.feeds[0].slug
+    path = config.server.feeds_dir / f"{slug}.atom"
+    initial = path.read_bytes()
+    versions = [atom_document(slug, "Republished", version=n) for n in range(2, 40)]
+    answers: list[tuple[str, bytes]] = []
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def read(base: str, accept: str) -> None:
+        try:
+            with httpx.Client(headers={"accept-encoding": accept}) as client:
+                while not stop.is_set():
+                    response = client.get(f"{base}/feeds/{slug}.atom")
+                    assert response.status_code == 200
+                    answers.append((response.headers["etag"], response.content))
+        except BaseException as exc:
+            failures.append(exc)
+
+    with serving(config) as base:
+        readers = [
+            threading.Thread(target=read, args=(base, accept))
+            for accept in ("gzip", "identity", "gzip", "identity")
+        ]
+        for reader in readers:
+            reader.start()
+        for version in versions:
+            write_atomically(path, version)
+            time.sleep(0.005)
+        stop.set()
+        for reader in readers:
+            reader.join(timeout=10)
+        last = httpx.get(f"{base}/feeds/{slug}.atom")
+    assert failures == []
+    assert last.content == versions[-1]
+    known = {initial, *versions}
+    by_etag: dict[str, bytes] = {}
+    for etag, body in answers:
+        assert body in known  # never a torn or mixed document
+        assert by_etag.setdefault(etag, body) == body  # one ETag, one document
+    assert len({body for _, body in answers}) > 1
+
+
 # --- safety -----------------------------------------------------------------------------------
 
 

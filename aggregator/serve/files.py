@@ -2,7 +2,7 @@
 
 Every file becomes a `Representation` (its bytes, a gzip copy, both ETags and every header
 list precomputed) cached in memory under the file's (mtime, size, inode). A request costs a
-regex match, a dict lookup and a stat: a republish, which replaces the file by rename, changes
+dict lookup and a stat (see FeedFiles): a republish, which replaces the file by rename, changes
 the stat and is picked up on the next request without a restart.
 
 The deciding functions (`select`, `etag_matches`, `accepts_gzip`) are pure; `FeedFiles` is the
