@@ -21,7 +21,8 @@ from aggregator.config import Config, ConfigError, SourceConfig, load
 from aggregator.logs import event
 from aggregator.models import Item, SourceState
 
-STOP_TIMEOUT = 8.0  # seconds an in-flight poll may take to finish after SIGTERM
+STOP_TIMEOUT = 6.0  # seconds an in-flight poll may take to finish after SIGTERM
+INTERRUPT_TIMEOUT = 2.0  # then its SQL is interrupted (it rolls back); all within 10 s
 SHOWN_AT_START = 20
 MAX_JITTER_SHARE = 0.1  # jitter never exceeds a tenth of the interval
 
@@ -108,19 +109,23 @@ class Daemon:
         from aggregator.fetch import Fetcher
         from aggregator.store import Archive
 
+        self.scheduler = None
+        self._install_signals()  # from the start: a signal during start-up is not a crash
         self.archive = Archive(self.config.archive.database)
         try:
             await asyncio.to_thread(self._prepare_archive)
+            if self._stopping.is_set():
+                event(log, "stopped before start-up finished")
+                return 0
             self.fetcher = Fetcher(self.config)
             self._db_lock = self.fetcher.db_lock  # one writer at a time on the archive
             self.scheduler = AsyncIOScheduler(timezone=UTC)
             for source in self.config.sources:
                 if source.enabled:
-                    self._schedule(source)
+                    self._schedule(source, self.archive.get_source(source.id))
             self._schedule_maintenance()
             self.scheduler.start()
             server_task = await self._start_server()
-            self._install_signals()
             event(
                 log,
                 "daemon started",
@@ -148,7 +153,9 @@ class Daemon:
         counts = ingest.ensure_seeds(self.archive, self.config.archive.seeds)
         if counts:
             event(log, "seeds imported", new=counts.new)
-        ingest.reclassify_if_rules_changed(self.archive, self.config)
+        if not ingest.reclassify_if_rules_changed(self.archive, self.config):
+            # Items stored just before a crash may have missed classification.
+            ingest.classify_items(self.archive, self.config, self.archive.unscored_item_ids())
         ingest.publish(self.archive, self.config)
         if self._on_ready:
             self._on_ready(
@@ -186,17 +193,19 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self._on_hangup)
 
     def _on_hangup(self) -> None:
+        if self._stopping.is_set() or self.scheduler is None:
+            event(log, "SIGHUP ignored: the daemon is starting or stopping", logging.WARNING)
+            return
         task = asyncio.ensure_future(self._reload())
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
     # --- jobs -------------------------------------------------------------------------
 
-    def _schedule(self, source: SourceConfig) -> None:
+    def _schedule(self, source: SourceConfig, state: SourceState | None) -> None:
         from apscheduler.triggers.interval import IntervalTrigger
 
         jitter = jitter_for(source.interval, self.config.daemon.jitter)
-        state = self.archive.get_source(source.id)
         start = first_run(state, source.interval, _now(), jitter, random.random())
         self.scheduler.add_job(
             self._poll,
@@ -241,8 +250,15 @@ class Daemon:
     async def _maintenance(self) -> None:
         from aggregator import ingest
 
-        async with self._db_lock:
-            trimmed = await asyncio.to_thread(ingest.maintain, self.archive, self.config)
+        if self._stopping.is_set():
+            return
+        task = asyncio.current_task()
+        self._inflight.add(task)
+        try:
+            async with self._db_lock:
+                trimmed = await asyncio.to_thread(ingest.maintain, self.archive, self.config)
+        finally:
+            self._inflight.discard(task)
         event(log, "maintenance done", fetch_log_rows_trimmed=trimmed)
 
     # --- reload and stop -----------------------------------------------------------------
@@ -264,18 +280,23 @@ class Daemon:
         plan = plan_reload(
             self.config, new, classify.rules_hash(self.config), classify.rules_hash(new)
         )
-        self.config = new
-        for source_id in plan.remove:
-            with contextlib.suppress(Exception):
-                self.scheduler.remove_job(f"poll:{source_id}")
         async with self._db_lock:
             await asyncio.to_thread(ingest.sync_sources, self.archive, new)
             if plan.reclassify:
                 await asyncio.to_thread(ingest.reclassify, self.archive, new)
             if plan.republish:
                 await asyncio.to_thread(ingest.publish, self.archive, new)
+            states = {
+                s.id: await asyncio.to_thread(self.archive.get_source, s.id)
+                for s in plan.add + plan.reschedule
+            }
+        # Only now, with the archive in step, does the new config take over.
+        self.config = new
+        for source_id in plan.remove:
+            with contextlib.suppress(Exception):
+                self.scheduler.remove_job(f"poll:{source_id}")
         for source in plan.add + plan.reschedule:
-            self._schedule(source)
+            self._schedule(source, states[source.id])
         for key in plan.restart_needed:
             event(log, "config change needs a restart", logging.WARNING, key=key)
         event(
@@ -293,15 +314,21 @@ class Daemon:
             self._stopping.set()
 
     async def _shutdown(self, server_task: asyncio.Task) -> None:
-        with contextlib.suppress(Exception):
-            self.scheduler.shutdown(wait=False)
+        # Pause, not shut down, first: shutting APScheduler down cancels running jobs, and a
+        # cancelled poll would leave its worker thread writing while the archive closes.
+        self.scheduler.pause()
         self.server.should_exit = True
         if self._inflight:
-            # An ingest is one transaction: let it land; if it cannot in time, exiting
-            # rolls it back.
-            await asyncio.wait(self._inflight, timeout=STOP_TIMEOUT)
+            # An ingest is one transaction: let it land, or interrupt it so it rolls back.
+            _, late = await asyncio.wait(self._inflight, timeout=STOP_TIMEOUT)
+            if late:
+                event(log, "interrupting an unfinished ingest; it rolls back", logging.WARNING)
+                self.archive.conn.interrupt()
+                await asyncio.wait(late, timeout=INTERRUPT_TIMEOUT)
+        with contextlib.suppress(Exception):
+            self.scheduler.shutdown(wait=False)
         with contextlib.suppress(asyncio.TimeoutError, Exception):
-            await asyncio.wait_for(server_task, timeout=2)
+            await asyncio.wait_for(server_task, timeout=1.5)
         await self.fetcher.aclose()
         event(log, "stopped")
 

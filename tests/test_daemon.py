@@ -271,3 +271,27 @@ def test_kill_9_mid_ingest_loses_nothing_and_duplicates_nothing(project, feed_se
     assert not parsed.bozo and len(parsed.entries) == 50
     assert again.stop() == 0
     assert count(project, "PRAGMA integrity_check") == "ok"
+
+
+def test_sigterm_during_an_ingest_exits_0_in_time_with_all_or_nothing(
+    project, feed_server, daemons
+):
+    items = 6000
+    url = feed_server.route("/big.rss", body=big_feed(items))
+    port = free_port()
+    configure(project, [source_block("big", url, "2s")], port)
+    project.replace_in_config("max_bytes = 10000000", "max_bytes = 50000000")
+    daemon = daemons(project, port)
+    daemon.wait_ready()
+    wal = Path(f"{project.database}-wal")
+    before = wal.stat().st_size if wal.exists() else 0
+    daemon.wait_for(
+        lambda: wal.exists() and wal.stat().st_size > before + 512 * 1024,
+        timeout=30,
+        what="the ingest to write",
+    )
+    started = time.monotonic()
+    assert daemon.stop() == 0
+    assert time.monotonic() - started < 10
+    assert count(project, "PRAGMA integrity_check") == "ok"
+    assert count(project, "SELECT count(*) FROM items WHERE source_id = 'big'") in (0, items)
