@@ -237,6 +237,17 @@ def big_feed(items: int) -> bytes:
     ).encode()
 
 
+def wait_until_the_ingest_writes(daemon: Daemon, project) -> None:
+    """The ingest transaction is under way once the WAL grows: SQLite spills its pages."""
+    wal = Path(f"{project.database}-wal")
+    before = wal.stat().st_size if wal.exists() else 0
+    daemon.wait_for(
+        lambda: wal.exists() and wal.stat().st_size > before + 512 * 1024,
+        timeout=30,
+        what="the ingest to write",
+    )
+
+
 def test_kill_9_mid_ingest_loses_nothing_and_duplicates_nothing(project, feed_server, daemons):
     items = 6000
     url = feed_server.route("/big.rss", body=big_feed(items))
@@ -247,13 +258,7 @@ def test_kill_9_mid_ingest_loses_nothing_and_duplicates_nothing(project, feed_se
     daemon.wait_ready()
     daemon.wait_for(lambda: feed_server.requests("/big.rss"), what="the big poll")
     # Kill once the ingest transaction is writing pages (the WAL grows) but before it ends.
-    wal = Path(f"{project.database}-wal")
-    before = wal.stat().st_size if wal.exists() else 0
-    daemon.wait_for(
-        lambda: wal.exists() and wal.stat().st_size > before + 512 * 1024,
-        timeout=30,
-        what="the ingest to write",
-    )
+    wait_until_the_ingest_writes(daemon, project)
     daemon.proc.send_signal(signal.SIGKILL)
     daemon.proc.wait(timeout=10)
     assert "source=big" not in daemon.log()  # the poll had not finished
@@ -283,13 +288,7 @@ def test_sigterm_during_an_ingest_exits_0_in_time_with_all_or_nothing(
     project.replace_in_config("max_bytes = 10000000", "max_bytes = 50000000")
     daemon = daemons(project, port)
     daemon.wait_ready()
-    wal = Path(f"{project.database}-wal")
-    before = wal.stat().st_size if wal.exists() else 0
-    daemon.wait_for(
-        lambda: wal.exists() and wal.stat().st_size > before + 512 * 1024,
-        timeout=30,
-        what="the ingest to write",
-    )
+    wait_until_the_ingest_writes(daemon, project)
     started = time.monotonic()
     assert daemon.stop() == 0
     assert time.monotonic() - started < 10
