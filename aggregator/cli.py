@@ -214,11 +214,13 @@ def explain_command(state: State, item_id: int) -> None:
     click.echo(f"{item.id}  {item.published:%Y-%m-%d}  {item.title}")
     for line in classify.explain_lines(results):
         click.echo(f"  {line}")
+    from aggregator.publish import topics_carrying
+
     scores = {r.topic: r.score for r in results if r.matched}
     for feed in state.config.feeds:
-        wanted = [t for t in feed.topics if t in scores and scores[t] >= feed.min_score]
-        verdict = "in" if not feed.topics or wanted else "out"
-        why = "every item" if not feed.topics else (", ".join(wanted) or "no topic matched")
+        carrying = topics_carrying(feed, scores)
+        verdict = "out" if carrying == [] else "in"
+        why = "every item" if carrying is None else (", ".join(carrying) or "no topic matched")
         click.echo(f"  feed {feed.slug}: {verdict} ({why})")
 
 

@@ -42,28 +42,17 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
-def _duration(value: Any) -> float:
+def _duration_or_zero(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, str):
         raise ValueError(f'must be a duration like "15m", got {_show(value)}')
-    seconds = parse_duration(value)
+    return parse_duration(value)
+
+
+def _duration(value: Any) -> float:
+    seconds = _duration_or_zero(value)
     if seconds <= 0:
         raise ValueError(f'must be a positive duration like "15m", got "{value}"')
     return seconds
-
-
-def _duration_or_zero(value: Any) -> float:
-    if value == "0":
-        return 0.0
-    if isinstance(value, str) and parse_duration_or_none(value) == 0:
-        return 0.0
-    return _duration(value)
-
-
-def parse_duration_or_none(text: str) -> float | None:
-    try:
-        return parse_duration(text)
-    except ValueError:
-        return None
 
 
 def _show(value: Any) -> str:

@@ -99,3 +99,9 @@ def test_config_path_precedence(monkeypatch):
     assert choose_path(None) == Path("/etc/from-env.toml")
     monkeypatch.delenv("AGGREGATOR_CONFIG")
     assert choose_path(None) == Path("config.toml")
+
+
+def test_jitter_may_be_zero_but_intervals_may_not(tmp_path):
+    assert load(write(tmp_path, BASE + '[daemon]\njitter = "0s"\n')).daemon.jitter == 0
+    error = error_for(tmp_path, BASE.replace('"30m"', '"0s"'))
+    assert error.key == "sources[0].interval" and "positive" in str(error)

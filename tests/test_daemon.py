@@ -217,8 +217,10 @@ def test_offline_start_still_serves_the_seeds(project, daemons):
     daemon.wait_for(lambda: "source=offline" in daemon.log(), what="a failed poll line")
     failed = [line for line in daemon.log().splitlines() if "source=offline" in line]
     assert "error=" in failed[0]
-    health = daemon.get("/healthz").json()
-    assert health  # the archive is readable while the source is down
+    health = daemon.get("/healthz")
+    assert health.status_code == 200  # the archive is readable while the source is down
+    offline = next(s for s in health.json()["sources"] if s["id"] == "offline")
+    assert offline["consecutive_errors"] >= 1 and offline["last_error"]
     assert daemon.stop() == 0
 
 
@@ -248,17 +250,22 @@ def wait_until_the_ingest_writes(daemon: Daemon, project) -> None:
     )
 
 
-def test_kill_9_mid_ingest_loses_nothing_and_duplicates_nothing(project, feed_server, daemons):
-    items = 6000
+def start_on_a_big_feed(project, feed_server, daemons, items: int) -> tuple[Daemon, int]:
+    """A daemon polling a feed large enough that its ingest takes a while; returns once the
+    ingest transaction is writing."""
     url = feed_server.route("/big.rss", body=big_feed(items))
     port = free_port()
     configure(project, [source_block("big", url, "2s")], port)
     project.replace_in_config("max_bytes = 10000000", "max_bytes = 50000000")
     daemon = daemons(project, port)
     daemon.wait_ready()
-    daemon.wait_for(lambda: feed_server.requests("/big.rss"), what="the big poll")
-    # Kill once the ingest transaction is writing pages (the WAL grows) but before it ends.
     wait_until_the_ingest_writes(daemon, project)
+    return daemon, port
+
+
+def test_kill_9_mid_ingest_loses_nothing_and_duplicates_nothing(project, feed_server, daemons):
+    items = 6000
+    daemon, port = start_on_a_big_feed(project, feed_server, daemons, items)
     daemon.proc.send_signal(signal.SIGKILL)
     daemon.proc.wait(timeout=10)
     assert "source=big" not in daemon.log()  # the poll had not finished
@@ -282,13 +289,7 @@ def test_sigterm_during_an_ingest_exits_0_in_time_with_all_or_nothing(
     project, feed_server, daemons
 ):
     items = 6000
-    url = feed_server.route("/big.rss", body=big_feed(items))
-    port = free_port()
-    configure(project, [source_block("big", url, "2s")], port)
-    project.replace_in_config("max_bytes = 10000000", "max_bytes = 50000000")
-    daemon = daemons(project, port)
-    daemon.wait_ready()
-    wait_until_the_ingest_writes(daemon, project)
+    daemon, _ = start_on_a_big_feed(project, feed_server, daemons, items)
     started = time.monotonic()
     assert daemon.stop() == 0
     assert time.monotonic() - started < 10

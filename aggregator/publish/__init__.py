@@ -77,6 +77,15 @@ def feeds_touched(config: Config, topics_of_changed_items: Iterable[str]) -> set
     return {feed.slug for feed in config.feeds if not feed.topics or topics & set(feed.topics)}
 
 
+def topics_carrying(feed: FeedConfig, scores: dict[str, float]) -> list[str] | None:
+    """The topics (of an item's matched topics and scores) that put it in this feed: None for
+    a feed that carries every item, [] when the item is not in it. The same rule as the
+    archive's feed query, for explaining one item."""
+    if not feed.topics:
+        return None
+    return [t for t in feed.topics if t in scores and scores[t] >= feed.min_score]
+
+
 def current_path(feeds_dir: Path, slug: str, suffix: str) -> Path:
     return feeds_dir / f"{slug}.{suffix}"
 

@@ -337,17 +337,12 @@ class ItemsMixin:
 
     def search(self: Archive, query: str, limit: int = 20) -> list[Item]:
         """Full-text search (FTS5 syntax), best match first."""
+        columns = ", ".join(f"items.{c.strip()}" for c in _ITEM_COLUMNS.split(","))
         sql = (
-            f"{_ITEM_SELECT} WHERE id IN (SELECT rowid FROM items_fts WHERE items_fts MATCH ?"
-            " ORDER BY rank LIMIT ?)"
+            f"SELECT {columns} FROM items_fts JOIN items ON items.id = items_fts.rowid "
+            "WHERE items_fts MATCH ? ORDER BY items_fts.rank LIMIT ?"
         )
-        ranked = self.conn.execute(
-            "SELECT rowid FROM items_fts WHERE items_fts MATCH ? ORDER BY rank LIMIT ?",
-            (query, limit),
-        ).fetchall()
-        order = {row[0]: n for n, row in enumerate(ranked)}
-        items = [_item(r) for r in self.conn.execute(sql, (query, limit))]
-        return self._with_topics(sorted(items, key=lambda item: order[item.id]))
+        return self._with_topics([_item(r) for r in self.conn.execute(sql, (query, limit))])
 
 
 _CANDIDATE_SELECT = (
