@@ -154,6 +154,11 @@ FETCH = {
     "max_bytes": Setting(
         _int_range(1024, 1 << 31), 10_000_000, "response size cap, after decompression"
     ),
+    "max_entries": Setting(
+        _int_range(1, 1_000_000),
+        5000,
+        "entries read from one document; the rest are dropped and the poll says so",
+    ),
     "backoff_max": Setting(_duration, 21600.0, "ceiling of the exponential error back-off"),
     "allow_fast_polling": Setting(_bool, False, "allow intervals under 15m for non-loopback hosts"),
 }
@@ -209,6 +214,7 @@ class FetchConfig:
     connect_timeout: float
     read_timeout: float
     max_bytes: int
+    max_entries: int
     backoff_max: float
     allow_fast_polling: bool
 

@@ -155,6 +155,25 @@ class FetchLogEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class PublishState:
+    """Whether the published feeds are in step with the archive, kept in the archive so a
+    publish that failed (or never ran: the process died after the ingest commit) is owed
+    and settled by the next run of any process."""
+
+    owed: bool = False  # items changed since the last publish that succeeded
+    last_success: datetime | None = None
+    last_failure: datetime | None = None
+    last_error: str | None = None  # why the last failed publish failed; None after a success
+
+    @property
+    def failing(self) -> bool:
+        """The newest publish attempt failed."""
+        return self.last_failure is not None and (
+            self.last_success is None or self.last_failure >= self.last_success
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class TopicScore:
     """One item's result for one topic; `rules` is whatever classify wants to explain."""
 

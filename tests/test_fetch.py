@@ -28,6 +28,7 @@ CONFIG = FetchConfig(
     connect_timeout=2.0,
     read_timeout=0.5,
     max_bytes=CAP,
+    max_entries=5000,
     backoff_max=6 * 3600.0,
     allow_fast_polling=False,
 )

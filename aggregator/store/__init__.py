@@ -17,6 +17,7 @@ import sqlite_utils
 
 from aggregator.store.feeds import FeedsMixin
 from aggregator.store.items import ItemsMixin
+from aggregator.store.publishing import PublishingMixin
 from aggregator.store.schema import MIGRATIONS, SCHEMA_VERSION
 from aggregator.store.snapshot import SnapshotMixin
 from aggregator.store.sources import SourcesMixin
@@ -29,7 +30,7 @@ class ArchiveError(Exception):
     """The archive cannot be opened or is newer than this program."""
 
 
-class Archive(ItemsMixin, SourcesMixin, TopicsMixin, SnapshotMixin, FeedsMixin):
+class Archive(ItemsMixin, SourcesMixin, TopicsMixin, SnapshotMixin, FeedsMixin, PublishingMixin):
     def __init__(self, path: Path | str, *, readonly: bool = False):
         self.path = Path(path)
         self.readonly = readonly
