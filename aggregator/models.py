@@ -161,6 +161,7 @@ class PublishState:
     and settled by the next run of any process."""
 
     owed: bool = False  # items changed since the last publish that succeeded
+    owed_since: datetime | None = None  # the first change the feeds do not show yet
     last_success: datetime | None = None
     last_failure: datetime | None = None
     last_error: str | None = None  # why the last failed publish failed; None after a success
