@@ -1,8 +1,8 @@
 """Polite HTTP: one shared httpx client, conditional GET, caps, redirects, back-off.
 
 This stage knows HTTP and nothing about what a feed contains. `Fetcher.get` returns a
-`FetchResult` for every outcome: an HTTP status is data, a network failure is an `error`
-string, nothing raises. When to poll next is decided by the pure `next_poll`.
+`FetchResult` for every outcome: an HTTP status is data, a network failure, a bad URL or
+redirect is an `error` string, nothing raises. When to poll next is decided by the pure `next_poll`.
 
 Bodies are read raw and decompressed here, with an output limit on every step, so a
 gzip or brotli bomb stops at `fetch.max_bytes` without ever inflating past it.
@@ -117,17 +117,19 @@ class Fetcher:
             result = FetchResult(url=url, final_url=url, error=str(exc))
         except httpx.HTTPError as exc:
             result = FetchResult(url=url, final_url=url, error=describe_error(exc))
+        except httpx.StreamError as exc:  # httpx's other exceptions outside HTTPError
+            result = FetchResult(url=url, final_url=url, error=f"broken response: {exc}")
         return _with_elapsed(result, time.monotonic() - started)
 
     async def _follow(self, url: str, conditional: dict[str, str]) -> FetchResult:
         visited = [url]
         current, permanent, still_permanent = url, None, True
         for _hop in range(MAX_REDIRECTS + 1):
-            _check_scheme(current)
+            _check_url(current)
             status, headers, body = await self._request(current, conditional)
             if status not in REDIRECTS or "location" not in headers:
                 return _result(url, current, status, headers, body, permanent)
-            target = urljoin(current, headers["location"].strip())
+            target = _redirect_target(current, headers["location"])
             if target in visited:
                 raise FetchError(f"redirect loop: {' -> '.join([*visited, target])}")
             still_permanent = still_permanent and status in PERMANENT_REDIRECTS
@@ -145,7 +147,7 @@ class Fetcher:
             try:
                 async with asyncio.timeout(deadline):
                     request = self.client.build_request("GET", url, headers=conditional)
-                    response = await self.client.send(request, stream=True)
+                    response = await _send(self.client, request)
                     try:
                         headers = {k.lower(): v for k, v in response.headers.items()}
                         body = b""
@@ -173,10 +175,34 @@ class Fetcher:
         return b"".join(parts)
 
 
-def _check_scheme(url: str) -> None:
-    scheme = urlsplit(url).scheme.lower()
+async def _send(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+    try:
+        return await client.send(request, stream=True)
+    except httpx.InvalidURL as exc:
+        # httpx reads a redirect's Location into a next request even when it does not
+        # follow it, and refuses one like `javascript:...` before we see the headers.
+        raise FetchError(f"redirect to an invalid URL: {exc}") from None
+
+
+def _redirect_target(current: str, location: str) -> str:
+    try:
+        return urljoin(current, location.strip())
+    except ValueError as exc:  # "Invalid IPv6 URL" and the like
+        raise FetchError(f"redirect to an invalid URL {location.strip()!r}: {exc}") from None
+
+
+def _check_url(url: str) -> None:
+    """Only http(s) URLs with a host and a valid port are fetched: a bad one is this
+    fetch's error here, before a library deep below turns it into an odd exception."""
+    try:
+        parts = urlsplit(url)
+        scheme, host, _port = parts.scheme.lower(), parts.hostname, parts.port
+    except ValueError as exc:  # a port out of range, a broken IPv6 address
+        raise FetchError(f"invalid URL {url!r}: {exc}") from None
     if scheme not in ("http", "https"):
         raise FetchError(f"refusing to fetch a {scheme or 'scheme-less'} URL: {url}")
+    if not host:
+        raise FetchError(f"invalid URL {url!r}: no host")
 
 
 def _result(
@@ -302,15 +328,19 @@ class Decoder:
 
 
 def parse_retry_after(value: str | None, now: datetime) -> datetime | None:
-    """Retry-After as delta-seconds or an HTTP-date; None when absent or unreadable."""
+    """Retry-After as delta-seconds or an HTTP-date; None when absent or unreadable.
+
+    What the server said, however absurd (a delay past the year 9999 is the latest time
+    there is); `next_poll` decides how much of it to honour.
+    """
     if not value:
         return None
     value = value.strip()
     if value.isdigit():
-        return now + timedelta(seconds=int(value))
+        return _later(now, int(value))
     try:
         moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
@@ -347,11 +377,19 @@ def next_poll(
     """The earliest time the next poll may happen.
 
     A success (2xx or 304) polls again one interval later; `consecutive_errors` counts
-    this poll when it failed. 429 and 503 wait at least until Retry-After.
+    this poll when it failed. 429 and 503 wait at least until Retry-After, but never
+    longer than backoff_max: a server cannot switch a source off by asking for years.
     """
     if is_success(status):
-        return now + timedelta(seconds=interval)
-    later = now + timedelta(seconds=backoff_delay(consecutive_errors, interval, backoff_max, rand))
+        return _later(now, interval)
+    later = _later(now, backoff_delay(consecutive_errors, interval, backoff_max, rand))
     if status in THROTTLED and retry_after is not None:
-        return max(later, retry_after)
+        return max(later, min(retry_after, _later(now, backoff_max)))
     return later
+
+
+def _later(now: datetime, seconds: float) -> datetime:
+    try:
+        return now + timedelta(seconds=seconds)
+    except OverflowError:
+        return datetime.max.replace(tzinfo=UTC)

@@ -219,6 +219,21 @@ def test_a_redirect_to_another_scheme_is_refused(feed_server):
 # --- politeness -----------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "location",
+    [
+        "javascript:alert(1)",
+        "data:application/rss+xml,<rss/>",
+        "http://127.0.0.1:99999/feed.rss",
+        "http://[::1/feed.rss",
+    ],
+)
+def test_a_redirect_to_an_invalid_url_is_an_error_not_an_exception(feed_server, location):
+    result = get(feed_server.route("/odd", status=302, location=location))
+    assert result.status is None and not result.ok
+    assert "invalid url" in result.error.lower() or result.error.startswith("refusing")
+
+
 def test_one_request_in_flight_per_host(feed_server):
     feed_server.route("/slow", body=FEED, delay=0.2)
 
@@ -252,6 +267,24 @@ def test_parse_retry_after_reads_seconds_and_http_dates():
     assert parse_retry_after("Thu, 01 Jan 2026 01:00:00 GMT", NOW) == NOW + timedelta(hours=1)
     assert parse_retry_after("soon", NOW) is None
     assert parse_retry_after(None, NOW) is None
+
+
+def test_absurd_retry_after_values_are_read_without_overflowing():
+    latest = datetime.max.replace(tzinfo=UTC)
+    assert parse_retry_after("999999999999", NOW) == latest
+    assert parse_retry_after("9" * 40, NOW) == latest
+    assert parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", NOW) == datetime(
+        9999, 12, 31, 23, 59, 59, tzinfo=UTC
+    )
+    assert parse_retry_after("Mon, 01 Jan 99999999999 00:00:00 GMT", NOW) is None
+
+
+def test_retry_after_is_honoured_only_up_to_backoff_max():
+    for far in (NOW + timedelta(days=400), datetime.max.replace(tzinfo=UTC)):
+        for status in (429, 503):
+            assert next_poll(NOW, status, far, 1, 600, BACKOFF_MAX, 0.0) == NOW + timedelta(
+                seconds=BACKOFF_MAX
+            )
 
 
 def test_a_success_polls_again_one_interval_later():
