@@ -1,22 +1,31 @@
 """One poll of one source: fetch -> parse -> ingest.store_entries -> record_poll -> after_ingest.
 
-The network part runs on the event loop; parsing and every archive call run in a worker
-thread (`asyncio.to_thread`) so a big feed never blocks the loop, and the archive work of
-all polls sharing a `Fetcher` is serialized by its `db_lock` (one SQLite connection, one
-writer). What a poll changes on its source is decided by the pure `decide`.
+The network part runs on the event loop; parsing runs in a thread of its own that a
+stopping daemon leaves behind, and every archive call in a worker thread
+(`asyncio.to_thread`), so a big feed never blocks the loop; the archive work of all polls
+sharing a `Fetcher` is serialized by its `db_lock` (one SQLite connection, one writer).
+What a poll changes on its source is decided by the pure `decide`.
+
+Every poll ends as an outcome recorded on its source: the fetcher turns what the network
+does into data, the parse step turns any exception of the parser into the poll's failure,
+and one guard around the whole poll records whatever else goes wrong, with back-off.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import random
+import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any, TypeVar
 
-from aggregator import ingest
+from aggregator import ingest, metrics
 from aggregator.config import Config
 from aggregator.fetch import Fetcher, FetchResult, next_poll
 from aggregator.models import FetchLogEntry, IngestCounts, Origin, SourceState
@@ -26,7 +35,9 @@ from aggregator.store.codec import now as utc_now
 from aggregator.store.sources import PollOutcome
 
 DEFAULT_INTERVAL = 1800.0  # for a source the archive knows but config no longer lists
+MAX_ERROR = 500  # characters of an error kept in a report, the fetch log and last_error
 log = logging.getLogger("aggregator.poll")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +145,10 @@ def _reason(status: int | None) -> str:
 # --- one poll ------------------------------------------------------------------------------
 
 
+class PollAbandoned(Exception):
+    """The daemon is stopping: the poll gave up before storing anything."""
+
+
 async def poll_source(
     archive: Archive,
     config: Config,
@@ -143,8 +158,14 @@ async def poll_source(
     force: bool = False,
     now: datetime | None = None,
     db_lock: asyncio.Lock | None = None,
+    stopping: asyncio.Event | None = None,
 ) -> PollReport:
-    """Poll one source once, unless it is backing off (force polls anyway)."""
+    """Poll one source once, unless it is backing off (force polls anyway).
+
+    Whatever goes wrong becomes this source's recorded failure, with back-off: nothing a
+    source sends makes this raise. When `stopping` is set before the poll reaches its
+    store step, the fetch or parse in flight is abandoned and nothing is recorded.
+    """
     started = time.monotonic()
     now = now or utc_now()
     lock = db_lock or fetcher.db_lock
@@ -154,17 +175,33 @@ async def poll_source(
         raise ValueError(f'no source "{source_id}" in the archive')
     reason = skip_reason(source, now, force)
     if reason:
-        return PollReport(
+        report = PollReport(
             source_id, source.url, next_poll=source.next_poll_not_before, skipped=True, note=reason
         )
-    result = await fetcher.get(source.url, source.etag, source.last_modified)
-    parsed, ingested = None, _Ingested()
-    if result.ok and body_hash(result.body) == source.body_hash:
-        ingested = _Ingested(unchanged=True)
-    elif result.ok:
-        parsed, ingested = await _parse(result)
-    settings = config.source(source_id)
-    interval = settings.interval if settings else DEFAULT_INTERVAL
+    else:
+        try:
+            report = await _poll(archive, config, source, fetcher, now, lock, stopping)
+        except PollAbandoned:
+            report = PollReport(source_id, source.url, skipped=True, note="abandoned: stopping")
+        except Exception as exc:  # a fault no stage foresaw is still only this source's
+            _log_fault("poll of %s failed", source_id, exc)
+            report = await _record_fault(archive, config, source, now, lock, exc)
+    report = replace(report, duration=time.monotonic() - started)
+    metrics.POLLS.labels(source=source_id, outcome=outcome_label(report)).inc()
+    return report
+
+
+async def _poll(
+    archive: Archive,
+    config: Config,
+    source: SourceState,
+    fetcher: Fetcher,
+    now: datetime,
+    lock: asyncio.Lock,
+    stopping: asyncio.Event | None,
+) -> PollReport:
+    work = _fetch_and_parse(fetcher, source, config.fetch.max_entries)
+    result, parsed, ingested = await _unless(stopping, work)
     async with lock:
         ingested, outcome = await asyncio.to_thread(
             _store,
@@ -174,20 +211,20 @@ async def poll_source(
             parsed,
             ingested,
             now,
-            interval,
+            _interval(config, source.id),
             config,
             random.random(),
         )
         if ingested.counts.changed:
-            await asyncio.to_thread(_after_ingest, archive, config, ingested.counts, source_id)
+            await asyncio.to_thread(_after_ingest, archive, config, ingested.counts, source.id)
+    _count_stored(source.id, ingested.counts)
     return PollReport(
-        source_id=source_id,
+        source_id=source.id,
         url=source.url,
         status=result.status,
         bytes=len(result.body),
         new=ingested.counts.new,
         updated=ingested.counts.updated,
-        duration=time.monotonic() - started,
         next_poll=outcome.next_poll_not_before,
         error=outcome.error,
         item_ids=ingested.counts.item_ids,
@@ -197,12 +234,146 @@ async def poll_source(
     )
 
 
-async def _parse(result: FetchResult) -> tuple[ParsedFeed | None, _Ingested]:
+async def _fetch_and_parse(
+    fetcher: Fetcher, source: SourceState, max_entries: int
+) -> tuple[FetchResult, ParsedFeed | None, _Ingested]:
+    """The part of a poll before any transaction: it may be abandoned at any point."""
+    result = await fetcher.get(source.url, source.etag, source.last_modified)
+    metrics.FETCH_BYTES.labels(source=source.id).inc(len(result.body))
+    if not result.ok:
+        return result, None, _Ingested()
+    if body_hash(result.body) == source.body_hash:
+        return result, None, _Ingested(unchanged=True)
+    parsed, ingested = await _parse(result, source.id)
+    return result, parsed, ingested
+
+
+async def _parse(result: FetchResult, source_id: str) -> tuple[ParsedFeed | None, _Ingested]:
     try:
-        parsed = await asyncio.to_thread(parse_feed, result.body, result.final_url, result.headers)
+        parsed = await in_own_thread(parse_feed, result.body, result.final_url, result.headers)
     except FeedError as exc:
         return None, _Ingested(failure=str(exc))
+    except Exception as exc:  # a parser library tripping over input it did not foresee
+        log.debug("parsing the answer for %s failed", source_id, exc_info=True)
+        return None, _Ingested(failure=f"cannot parse: {describe(exc)}")
     return parsed, _Ingested(warning=parsed.bozo)
+
+
+async def _record_fault(
+    archive: Archive,
+    config: Config,
+    source: SourceState,
+    now: datetime,
+    lock: asyncio.Lock,
+    exc: Exception,
+) -> PollReport:
+    """Record an unforeseen fault as the poll's failure, with back-off like any other."""
+    error = f"internal error: {describe(exc)}"
+    nothing = FetchResult(url=source.url, final_url=source.url)
+    try:
+        async with lock:
+            outcome = await asyncio.to_thread(
+                _record,
+                archive,
+                source,
+                nothing,
+                _Ingested(failure=error),
+                now,
+                _interval(config, source.id),
+                config,
+                random.random(),
+            )
+    except Exception as again:
+        _log_fault("the failed poll of %s could not be recorded", source.id, again)
+        return PollReport(source.id, source.url, error=f"{error}; not recorded: {describe(again)}")
+    return PollReport(source.id, source.url, next_poll=outcome.next_poll_not_before, error=error)
+
+
+def _log_fault(message: str, source_id: str, exc: Exception) -> None:
+    """One line; the traceback too when debugging (the CLI's errors are one line)."""
+    debugging = log.isEnabledFor(logging.DEBUG)
+    log.error(f"{message}: %s", source_id, describe(exc), exc_info=debugging)
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as one line for a log, a report or `last_error`."""
+    text = " ".join(str(exc).split())
+    line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return line if len(line) <= MAX_ERROR else line[: MAX_ERROR - 1] + "…"
+
+
+def _interval(config: Config, source_id: str) -> float:
+    settings = config.source(source_id)
+    return settings.interval if settings else DEFAULT_INTERVAL
+
+
+# --- running a parse that may be abandoned ------------------------------------------------
+
+
+async def _unless(stopping: asyncio.Event | None, work: Coroutine[Any, Any, T]) -> T:
+    """Await `work`, unless `stopping` is set first: then cancel it, raise PollAbandoned."""
+    if stopping is None:
+        return await work
+    task = asyncio.ensure_future(work)
+    stop = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        if not task.done():
+            task.cancel()
+    if task.cancelled():
+        raise PollAbandoned
+    return task.result()
+
+
+async def in_own_thread(func: Callable[..., T], *args: Any) -> T:
+    """Run `func` in a daemon thread of its own and await its result.
+
+    Not `asyncio.to_thread`: the default executor's threads are joined when the event loop
+    and then the interpreter end, so a stopping daemon waited out a 40 s parse. Nobody
+    waits for this thread; what it computes touches nothing shared, so it can be left
+    behind when its caller is cancelled (the process then ends without it).
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if future.done():  # the caller was cancelled and no longer waits
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+    def run() -> None:
+        try:
+            value, error = func(*args), None
+        except BaseException as exc:
+            value, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the process is ending
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=run, name=f"{getattr(func, '__name__', 'work')}", daemon=True).start()
+    return await future
+
+
+# --- counting -------------------------------------------------------------------------------
+
+
+def outcome_label(report: PollReport) -> str:
+    """The `outcome` label of metrics.POLLS: ok, unchanged, error or skipped."""
+    if report.skipped:
+        return "skipped"
+    if report.error:
+        return "error"
+    return "unchanged" if report.unchanged else "ok"
+
+
+def _count_stored(source_id: str, counts: IngestCounts) -> None:
+    for change, number in (("new", counts.new), ("updated", counts.updated)):
+        if number:
+            metrics.ITEMS_STORED.labels(source=source_id, change=change).inc(number)
 
 
 def _store(
@@ -225,7 +396,7 @@ def _store(
             outcome = _record(archive, source, result, ingested, now, interval, config, rand)
     except Exception as exc:  # the transaction rolled back: the archive is as it was
         log.exception("ingest of %s failed", source.id)
-        ingested = _Ingested(failure=f"ingest failed, nothing stored: {type(exc).__name__}: {exc}")
+        ingested = _Ingested(failure=f"ingest failed, nothing stored: {describe(exc)}")
         outcome = _record(archive, source, result, ingested, now, interval, config, rand)
     return ingested, outcome
 
@@ -288,7 +459,18 @@ async def _poll_many(
 ) -> list[PollReport]:
     async with Fetcher(config) as fetcher:
         polls = [poll_source(archive, config, i, fetcher, force=force) for i in ids]
-        return list(await asyncio.gather(*polls))
+        done = await asyncio.gather(*polls, return_exceptions=True)
+    return [
+        _unrecorded(i, r) if isinstance(r, BaseException) else r
+        for i, r in zip(ids, done, strict=True)
+    ]
+
+
+def _unrecorded(source_id: str, exc: BaseException) -> PollReport:
+    """A poll that failed before it knew its source (the archive could not be read)."""
+    if not isinstance(exc, Exception):
+        raise exc
+    return PollReport(source_id, "", error=f"poll failed, not recorded: {describe(exc)}")
 
 
 def summary_line(report: PollReport) -> str:

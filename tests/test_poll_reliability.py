@@ -1,0 +1,176 @@
+"""Nothing a source sends stops a poll run (issue 11): every poll ends as an outcome recorded
+on its source, whatever went wrong, and the other sources go on.
+
+Through the real path: the loopback feed server, httpx, the parser, a SQLite file, and the
+CLI in a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from aggregator import poll
+from aggregator.config import load
+from aggregator.fetch import Fetcher
+from aggregator.store import Archive
+from tests.feedserver import Route
+
+BACKOFF_MAX = timedelta(hours=6)  # config.toml's fetch.backoff_max
+
+
+def with_sources(project, sources: dict[str, str]) -> None:
+    """Replace config's sources with these (id -> url)."""
+    blocks = "".join(
+        f'[[sources]]\nid = "{sid}"\ntitle = "{sid}"\nurl = "{url}"\ninterval = "30m"\n\n'
+        for sid, url in sources.items()
+    )
+    text = project.config.read_text(encoding="utf-8")
+    text = re.sub(r"\[\[sources\]\]\n(?:[a-z_]+ = .*\n)+\n?", "", text)
+    project.write_config(text.replace("[daemon]", f"{blocks}[daemon]", 1))
+
+
+def sources_json(project) -> dict[str, dict]:
+    lines = project.cli("sources", "--json").stdout.splitlines()
+    return {row["id"]: row for row in map(json.loads, lines)}
+
+
+def fetch_log_rows(project) -> dict[str, int]:
+    conn = sqlite3.connect(project.database)
+    try:
+        return dict(conn.execute("SELECT source_id, count(*) FROM fetch_log GROUP BY source_id"))
+    finally:
+        conn.close()
+
+
+def rss_with(description: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>odd</title>'
+        "<link>https://odd.example/</link><item><title>Odd story</title>"
+        f"<link>https://odd.example/1</link><description>{description}</description>"
+        "<pubDate>10 Jan. 2024 12:00:00 GMT</pubDate></item></channel></rss>"
+    ).encode()
+
+
+# --- case 2: odd answers ----------------------------------------------------------------------
+
+
+ODD_ANSWERS = {
+    "to-javascript": Route(status=302, location="javascript:alert(1)"),
+    "to-data": Route(status=301, location="data:application/rss+xml,<rss/>"),
+    "to-bad-port": Route(status=302, location="http://127.0.0.1:99999/feed.rss"),
+    "to-bad-ipv6": Route(status=302, location="http://[::1/feed.rss"),
+    "retry-in-31000-years": Route(status=429, retry_after="999999999999"),
+    "retry-in-year-9999": Route(status=503, retry_after="Fri, 31 Dec 9999 23:59:59 GMT"),
+}
+
+
+def test_odd_answers_are_each_their_sources_recorded_failure_and_the_rest_go_on(
+    project, feed_server
+):
+    sources = {"nato-news": feed_server.feed("/nato.rss", "nato-news-2022-11-26.rss")}
+    for source_id, route in ODD_ANSWERS.items():
+        sources[source_id] = feed_server.route(f"/{source_id}", route)
+    sources["lone-surrogate"] = feed_server.route("/surrogate", body=rss_with("a &#xD800; b"))
+    with_sources(project, sources)
+    before = datetime.now(UTC).replace(microsecond=0)
+
+    done = project.cli("fetch", check=False)
+
+    assert done.returncode == 0, done.stderr  # one source stored its items
+    assert "Traceback" not in done.stderr and "poll crashed" not in done.stderr
+    lines = dict(line.split(": ", 1) for line in done.stdout.splitlines())
+    assert set(lines) == set(sources)
+    assert "3 new" in lines["nato-news"]
+    state = sources_json(project)
+    assert state["nato-news"]["state"] == "ok" and state["nato-news"]["items"] == 3
+    for source_id in ODD_ANSWERS:
+        row = state[source_id]
+        assert "(error: " in lines[source_id], lines[source_id]
+        assert (row["state"], row["consecutive_errors"]) == ("backing off", 1), row
+        assert row["last_error"] and row["last_poll"]
+        next_poll = datetime.fromisoformat(row["next_poll"].replace("Z", "+00:00"))
+        assert before < next_poll <= datetime.now(UTC) + BACKOFF_MAX + timedelta(seconds=1)
+    assert "redirect" in state["to-javascript"]["last_error"]
+    assert state["lone-surrogate"]["last_poll"]  # read or refused, but recorded
+    assert fetch_log_rows(project) == {source_id: 1 for source_id in sources}
+    # The back-off holds: a second run polls none of them.
+    again = project.cli("fetch", check=False)
+    assert all("skipped" in line for line in again.stdout.splitlines())
+    assert all(len(feed_server.requests(f"/{source_id}")) == 1 for source_id in ODD_ANSWERS)
+
+
+@pytest.fixture
+def two_sources(project, feed_server):
+    """An archive with a NATO source and a second one, both served by the feed server."""
+    with_sources(
+        project,
+        {
+            "nato-news": feed_server.feed("/nato.rss", "nato-news-2022-11-26.rss"),
+            "other": feed_server.route("/other.rss", body=rss_with("plain text")),
+        },
+    )
+    config = load(project.config)
+    archive = Archive(config.archive.database)
+    from aggregator import ingest
+
+    ingest.sync_sources(archive, config)
+    yield config, archive
+    archive.close()
+
+
+def test_any_exception_in_a_poll_is_that_sources_failure_with_back_off(two_sources, monkeypatch):
+    """The guard around a whole poll: a fault no stage foresaw (here the fetcher itself
+    failing, as a library bug would) is recorded like any failed poll."""
+    config, archive = two_sources
+    real_get = Fetcher.get
+
+    async def faulty_get(self, url, *args, **kwargs):
+        if url.endswith("/other.rss"):
+            raise RecursionError("maximum recursion depth exceeded in a library")
+        return await real_get(self, url, *args, **kwargs)
+
+    monkeypatch.setattr(Fetcher, "get", faulty_get)
+    before = datetime.now(UTC)
+    reports = {r.source_id: r for r in poll.poll_all(config, archive)}
+    assert reports["nato-news"].error is None and reports["nato-news"].new == 10
+    failed = reports["other"]
+    assert (
+        failed.error
+        == "internal error: RecursionError: maximum recursion depth exceeded in a library"
+    )
+    source = archive.get_source("other")
+    assert (source.consecutive_errors, source.last_error, source.state) == (
+        1, failed.error, "backing off",
+    )  # fmt: skip
+    assert source.next_poll_not_before > before
+    (logged,) = archive.fetch_log("other")
+    assert logged.error == failed.error
+    # Skipped while backing off, like any other failure.
+    assert poll.poll_all(config, archive, "other")[0].skipped
+
+
+def test_a_parser_that_raises_anything_is_a_failed_poll_keeping_what_was_fetched(
+    two_sources, monkeypatch
+):
+    config, archive = two_sources
+    real_parse = poll.parse_feed
+
+    def faulty_parse(body, url, *args, **kwargs):
+        if url.endswith("/other.rss"):
+            raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
+        return real_parse(body, url, *args, **kwargs)
+
+    monkeypatch.setattr(poll, "parse_feed", faulty_parse)
+    reports = {r.source_id: r for r in poll.poll_all(config, archive)}
+    assert reports["nato-news"].new == 10
+    failed = reports["other"]
+    assert failed.error.startswith("cannot parse: UnicodeEncodeError: ")
+    assert failed.status == 200 and failed.bytes > 0
+    (logged,) = archive.fetch_log("other")
+    assert (logged.status, logged.bytes, logged.error) == (200, failed.bytes, failed.error)
+    assert archive.get_source("other").consecutive_errors == 1
