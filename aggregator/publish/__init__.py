@@ -5,31 +5,49 @@ For every feed in config, three subscription documents (`<slug>.atom`, `<slug>.r
 that has items (`<slug>/archive/YYYY-MM.atom`, RFC 5005) with every item of that month.
 Rendering is pure (document, atom, rss, jsonfeed); this module reads the archive and
 writes the files, each only when its bytes changed.
+
+Nothing one item or one feed holds stops the rest: an item a document cannot be rendered
+with is left out of that document (see isolate), logged once per run and counted; a feed
+that fails as a whole (its files cannot be written) is reported, and the others publish.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
+from aggregator import metrics
 from aggregator.config import Config, FeedConfig
 from aggregator.models import Item
 from aggregator.publish import atom, jsonfeed, rss
 from aggregator.publish.document import FeedInfo, Page, SourceInfo, present_source
 from aggregator.publish.files import remove_stale_months, write_if_changed
+from aggregator.publish.isolate import LeftOut, Render, one_line, render_isolated
 from aggregator.store import Archive
 from aggregator.store.codec import now as clock
 
 __all__ = [
+    "FeedFailure",
     "FeedResult",
+    "LeftOut",
+    "PublishError",
     "PublishReport",
     "archive_path",
+    "chosen_feeds",
     "feeds_touched",
     "publish_all",
     "publish_feeds",
 ]
+
+log = logging.getLogger("aggregator.publish")
+LOGGED_DOCUMENTS = 4  # a left-out item's log line names this many documents, then counts
+
+
+class PublishError(Exception):
+    """A publish run failed (a feed could not be written); str() is one line for users."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +58,15 @@ class FeedResult:
     written: tuple[Path, ...]  # files whose bytes changed
     unchanged: int  # files left as they were
     removed: tuple[Path, ...] = ()  # archive months that no longer have items
+    left_out: tuple[LeftOut, ...] = ()  # items some of its documents were published without
+
+
+@dataclass(frozen=True, slots=True)
+class FeedFailure:
+    """A feed none or only some of whose documents could be written."""
+
+    slug: str
+    error: str  # one line
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +74,18 @@ class PublishReport:
     written: tuple[Path, ...]
     unchanged: int
     removed: tuple[Path, ...] = ()
-    feeds: tuple[FeedResult, ...] = ()
+    feeds: tuple[FeedResult, ...] = ()  # the feeds that published
     finished: datetime | None = None  # when the run ended; never written into a document
+    left_out: tuple[LeftOut, ...] = ()  # each item left out of some document, once
+    failed: tuple[FeedFailure, ...] = ()  # the feeds that did not publish
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def failure(self) -> str:
+        """What failed, on one line (for a PublishError and the archive's publish state)."""
+        return "; ".join(f"feed {f.slug}: {f.error}" for f in self.failed)
 
 
 def publish_all(archive: Archive, config: Config, *, now: datetime | None = None) -> PublishReport:
@@ -60,13 +97,18 @@ def publish_feeds(
     archive: Archive, config: Config, slugs: Iterable[str], *, now: datetime | None = None
 ) -> PublishReport:
     """Render the named feeds; an unknown slug is an error before anything is written."""
+    return _publish(archive, config, chosen_feeds(config, slugs), now)
+
+
+def chosen_feeds(config: Config, slugs: Iterable[str]) -> list[FeedConfig]:
+    """The configured feeds of these slugs; ValueError names the first unknown one."""
     by_slug = {feed.slug: feed for feed in config.feeds}
     wanted = list(dict.fromkeys(slugs))
     unknown = [slug for slug in wanted if slug not in by_slug]
     if unknown:
         known = ", ".join(by_slug) or "none"
         raise ValueError(f'no feed "{unknown[0]}" in {config.path} (feeds: {known})')
-    return _publish(archive, config, [by_slug[slug] for slug in wanted], now)
+    return [by_slug[slug] for slug in wanted]
 
 
 def feeds_touched(config: Config, topics_of_changed_items: Iterable[str]) -> set[str]:
@@ -97,13 +139,22 @@ def archive_path(feeds_dir: Path, slug: str, month: str) -> Path:
 def _publish(
     archive: Archive, config: Config, feeds: Sequence[FeedConfig], now: datetime | None
 ) -> PublishReport:
-    results = [_publish_feed(archive, config, feed) for feed in feeds]
+    results, failed = [], []
+    for feed in feeds:
+        try:
+            results.append(_publish_feed(archive, config, feed))
+        except Exception as exc:  # the other feeds still publish; the run reports it
+            failed.append(FeedFailure(feed.slug, one_line(exc)))
+            log.error("publish of feed %s failed: %s", feed.slug, failed[-1].error)
+    left_out = _report_left_out(results, config.server.feeds_dir)
     return PublishReport(
         written=tuple(path for result in results for path in result.written),
         unchanged=sum(result.unchanged for result in results),
         removed=tuple(path for result in results for path in result.removed),
         feeds=tuple(results),
         finished=now or clock(),
+        left_out=left_out,
+        failed=tuple(failed),
     )
 
 
@@ -118,18 +169,38 @@ def _publish_feed(archive: Archive, config: Config, feed: FeedConfig) -> FeedRes
         for index, month in enumerate(months):
             items = archive.feed_month_items(month, feed.topics, feed.min_score)
             page = Page(tuple(items), month, _at(months, index - 1), _at(months, index + 1))
-            out.put(archive_path(folder, feed.slug, month), atom.render(info, page, source_of))
+            out.put(
+                archive_path(folder, feed.slug, month), _atom_page(info, page, source_of), items
+            )
         current = tuple(
             archive.list_items(topics=feed.topics, min_score=feed.min_score, limit=feed.limit)
         )
     page = Page(current, prev_month=_at(months, len(months) - 1))
-    out.put(current_path(folder, feed.slug, "atom"), atom.render(info, page, source_of))
-    out.put(current_path(folder, feed.slug, "rss"), rss.render(info, current, source_of))
-    out.put(current_path(folder, feed.slug, "json"), jsonfeed.render(info, current, source_of))
+    out.put(current_path(folder, feed.slug, "atom"), _atom_page(info, page, source_of), current)
+    out.put(
+        current_path(folder, feed.slug, "rss"),
+        lambda items: rss.render(info, items, source_of),
+        current,
+    )
+    out.put(
+        current_path(folder, feed.slug, "json"),
+        lambda items: jsonfeed.render(info, items, source_of),
+        current,
+    )
     removed = remove_stale_months(folder / feed.slug / "archive", set(months))
     return FeedResult(
-        feed.slug, len(current), len(months), tuple(out.written), out.unchanged, tuple(removed)
+        feed.slug,
+        len(current),
+        len(months),
+        tuple(out.written),
+        out.unchanged,
+        tuple(removed),
+        tuple(out.left_out.values()),
     )
+
+
+def _atom_page(info: FeedInfo, page: Page, source_of: Callable[[Item], SourceInfo]) -> Render:
+    return lambda items: atom.render(info, replace(page, items=tuple(items)), source_of)
 
 
 def _at(months: list[str], index: int) -> str | None:
@@ -137,17 +208,52 @@ def _at(months: list[str], index: int) -> str | None:
 
 
 class _Output:
-    """Counts what write_if_changed did."""
+    """Renders and writes one feed's documents; counts what write_if_changed did and
+    which documents each left-out item is missing from."""
 
     def __init__(self) -> None:
         self.written: list[Path] = []
         self.unchanged = 0
+        self.left_out: dict[int, LeftOut] = {}
 
-    def put(self, path: Path, data: bytes) -> None:
+    def put(self, path: Path, render: Render, items: Sequence[Item]) -> None:
+        data, left_out = render_isolated(render, items)
+        _merge(self.left_out, [replace(left, documents=(path,)) for left in left_out])
         if write_if_changed(path, data):
             self.written.append(path)
         else:
             self.unchanged += 1
+
+
+def _merge(into: dict[int, LeftOut], left_out: Iterable[LeftOut]) -> None:
+    """One record per item: the first reason, every document it is missing from."""
+    for left in left_out:
+        known = into.get(left.item_id)
+        into[left.item_id] = (
+            left if known is None else replace(known, documents=known.documents + left.documents)
+        )
+
+
+def _report_left_out(results: Sequence[FeedResult], folder: Path) -> tuple[LeftOut, ...]:
+    """Log each left-out item once for the run, naming the documents it is missing from,
+    and count it once per feed."""
+    every: dict[int, LeftOut] = {}
+    for result in results:
+        for left in result.left_out:
+            metrics.PUBLISH_LEFT_OUT.labels(feed=result.slug, reason=left.reason).inc()
+        _merge(every, result.left_out)
+    for left in every.values():
+        names = [str(path.relative_to(folder)) for path in left.documents]
+        more = len(names) - LOGGED_DOCUMENTS
+        log.warning(
+            "item %d left out of %s%s: %s",
+            left.item_id,
+            ", ".join(names[:LOGGED_DOCUMENTS]),
+            f" and {more} more" if more > 0 else "",
+            left.explained,
+            extra={"fields": {"item": left.item_id, "reason": left.reason}},
+        )
+    return tuple(every.values())
 
 
 def _source_lookup(archive: Archive) -> Callable[[Item], SourceInfo]:

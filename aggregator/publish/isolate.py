@@ -1,0 +1,78 @@
+"""Rendering a document so that no single item can stop it.
+
+A renderer that cannot write one item (text XML 1.0 cannot hold, an Atom entry without a
+title) fails the whole document, and with it every feed that carries the item. The parser
+cleans the entries it makes, but an archive may hold older ones, and a renderer may fail
+for reasons nobody foresaw. So a document is rendered as usual, and only when that fails
+is each item rendered alone to find the ones at fault, then the document without them:
+a clean document costs nothing extra. A document that fails without any item is the
+document's own failure, not an item's, and is raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from aggregator.models import Item
+from aggregator.parse.text import xml_safe
+
+NOT_XML_TEXT = "not_xml_text"
+EMPTY_TITLE = "empty_title"
+RENDER_ERROR = "render_error"
+REASONS = {  # the label metrics count by -> what a log line says
+    NOT_XML_TEXT: "text XML cannot hold",
+    EMPTY_TITLE: "empty title",
+    RENDER_ERROR: "the renderer failed",
+}
+
+Render = Callable[[Sequence[Item]], bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class LeftOut:
+    """An item a document was published without."""
+
+    item_id: int
+    reason: str  # one of REASONS
+    detail: str  # what the renderer said, on one line
+    documents: tuple[Path, ...] = ()  # the documents published without it (filled in by publish)
+
+    @property
+    def explained(self) -> str:
+        return f"{REASONS[self.reason]} ({self.detail})"
+
+
+def render_isolated(render: Render, items: Sequence[Item]) -> tuple[bytes, list[LeftOut]]:
+    """The document of `items`, without those it cannot be rendered with."""
+    try:
+        return render(items), []
+    except Exception:
+        if not items:
+            raise
+    render(())  # fails when the fault is the document's own
+    kept, left_out = [], []
+    for item in items:
+        try:
+            render((item,))
+        except Exception as exc:
+            left_out.append(LeftOut(item.id, reason_for(item), one_line(exc)))
+        else:
+            kept.append(item)
+    return render(kept), left_out
+
+
+def reason_for(item: Item) -> str:
+    """Why a renderer could not write `item`, as far as the rules renderers enforce tell."""
+    texts = (item.title, item.link, item.guid, item.atom_id, item.author, item.summary_html,
+             item.content_html, *item.categories)  # fmt: skip
+    if any(text and xml_safe(text) != text for text in texts):
+        return NOT_XML_TEXT
+    if not item.title.strip():
+        return EMPTY_TITLE
+    return RENDER_ERROR
+
+
+def one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:300]
