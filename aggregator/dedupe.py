@@ -4,6 +4,10 @@ Order of evidence: the source's guid, then the canonical link, then a fingerprin
 the normalized title and date. A live entry with none of those matching may still be a
 seeded article (seeds have no link or guid): it merges into the seed when the titles
 are equal or very similar within a few days, or the seed's text contains its summary.
+
+A publisher's guid is the identity within its source: the link and the title-and-day
+fallback may join entries across sources, entries without a guid, or a story whose link
+moved, but never two entries their one source tells apart by guid (`told_apart`).
 """
 
 from __future__ import annotations
@@ -89,6 +93,16 @@ def _fingerprint(key: str, published: datetime | None) -> str:
 
 def guid_key(source_id: str, guid: str | None) -> str | None:
     return f"{source_id}\x1f{guid.strip()}" if guid and guid.strip() else None
+
+
+def told_apart(key: str | None, other: str | None) -> bool:
+    """Two guid keys of one source that differ: that source says these are two stories.
+
+    Guids of different sources say nothing about each other, and an entry without a guid
+    (or an item stored before its source sent guids) is not told apart from anything."""
+    if not key or not other or key == other:
+        return False
+    return key.partition("\x1f")[0] == other.partition("\x1f")[0]
 
 
 def content_hash(entry: Entry) -> str:
@@ -177,17 +191,41 @@ def unique_entries(entries: Iterable[Entry], source_id: str) -> list[Entry]:
 
 def unique_identified(entries: Iterable[Entry], source_id: str) -> list[tuple[Entry, Identity]]:
     """`unique_entries`, each with its identity (computed once: it is most of dedupe's time)."""
-    seen: set[str] = set()
+    seen = _SeenInDocument()
     result = []
     for entry in entries:
         ident = identify(entry, source_id)
-        keys = {k for k in (ident.guid_key, ident.canonical_url) if k}
-        keys = keys or {ident.fingerprint}
-        if keys & seen:
-            continue
-        seen |= keys
-        result.append((entry, ident))
+        if not seen.repeats(ident):
+            seen.add(ident)
+            result.append((entry, ident))
     return result
+
+
+class _SeenInDocument:
+    """The keys of the entries kept so far. A repeated guid is a repeat; so is a repeated
+    link, unless the two entries have different guids; and, for entries with neither,
+    a repeated title and day."""
+
+    def __init__(self) -> None:
+        self.guids: set[str] = set()
+        self.guids_by_url: dict[str, list[str | None]] = {}
+        self.bare: set[str] = set()  # fingerprints of entries with neither guid nor link
+
+    def repeats(self, ident: Identity) -> bool:
+        if ident.guid_key in self.guids:
+            return True
+        if url := ident.canonical_url:
+            earlier = self.guids_by_url.get(url, ())
+            return any(not told_apart(ident.guid_key, guid) for guid in earlier)
+        return not ident.guid_key and ident.fingerprint in self.bare
+
+    def add(self, ident: Identity) -> None:
+        if ident.guid_key:
+            self.guids.add(ident.guid_key)
+        if ident.canonical_url:
+            self.guids_by_url.setdefault(ident.canonical_url, []).append(ident.guid_key)
+        elif not ident.guid_key:
+            self.bare.add(ident.fingerprint)
 
 
 def make_intents(
@@ -207,20 +245,24 @@ def intents_for(
     """
     index = _CandidateIndex(candidates)
     intents = []
-    taken: set[int] = set()  # stored items an earlier entry of this document already is
-    new_fingerprints: set[str] = set()
+    taken: dict[int, str | None] = {}  # stored item -> guid key of the entry that is it
+    new_guids: dict[str, list[str | None]] = {}  # fingerprint -> guid keys of new entries
     for entry, ident in identified:
         digest = content_hash(entry)
         match = index.find(ident, entry)
-        if (match and match.id in taken) or (not match and ident.fingerprint in new_fingerprints):
-            continue  # the same story twice in one document (same title, same day): once
+        if match is not None and match.id in taken:
+            if not told_apart(ident.guid_key, taken[match.id]):
+                continue  # the same story twice in one document
+            match = None
         if match is None:
-            if entry.published is not None:
-                new_fingerprints.add(ident.fingerprint)
+            earlier = new_guids.setdefault(ident.fingerprint, []) if entry.published else []
+            if any(not told_apart(ident.guid_key, g) for g in earlier):
+                continue  # the same title on the same day, not told apart: once
+            earlier.append(ident.guid_key)
             intents.append(Intent(Action.NEW, entry, ident, digest))
             continue
-        taken.add(match.id)
-        if match.origin is Origin.SEED and match.canonical_url is None and _is_live(entry):
+        taken[match.id] = ident.guid_key
+        if _is_unmerged_seed(match) and _is_live(entry):
             intents.append(Intent(Action.MERGE, entry, ident, digest, match.id))
         elif match.content_hash != digest:
             intents.append(Intent(Action.REVISE, entry, ident, digest, match.id))
@@ -233,33 +275,50 @@ def _is_live(entry: Entry) -> bool:
     return bool(entry.link or entry.guid)
 
 
+def _is_unmerged_seed(candidate: Candidate) -> bool:
+    return (
+        candidate.origin is Origin.SEED
+        and candidate.canonical_url is None
+        and candidate.guid_key is None
+    )
+
+
 class _CandidateIndex:
     def __init__(self, candidates: Sequence[Candidate]):
         self.by_guid = {c.guid_key: c for c in candidates if c.guid_key}
         self.by_url = {c.canonical_url: c for c in candidates if c.canonical_url}
-        self.by_fingerprint = {c.fingerprint: c for c in candidates}
-        self.seeds = [c for c in candidates if c.origin is Origin.SEED and not c.canonical_url]
+        self.by_fingerprint: dict[str, list[Candidate]] = {}
+        for c in candidates:
+            self.by_fingerprint.setdefault(c.fingerprint, []).append(c)
+        self.seeds = [c for c in candidates if _is_unmerged_seed(c)]
         self.seed_titles = {c.title_key: c for c in candidates if c.origin is Origin.SEED}
         self.claimed: set[int] = set()
 
     def find(self, ident: Identity, entry: Entry) -> Candidate | None:
-        for table, key in (
-            (self.by_guid, ident.guid_key),
-            (self.by_url, ident.canonical_url),
-        ):
-            if key and key in table:
-                return table[key]
+        if ident.guid_key in self.by_guid:
+            return self.by_guid[ident.guid_key]
+        by_url = self.by_url.get(ident.canonical_url) if ident.canonical_url else None
+        if by_url is not None and not told_apart(ident.guid_key, by_url.guid_key):
+            return by_url
         if ident.guid_key or ident.canonical_url:
             # The same title on the same day is the same story, even under a new link
             # (NATO moved its article URLs) or from another source.
             # Without a date, a title alone ("Weekly update") says nothing.
-            by_title_and_day = (
-                self.by_fingerprint.get(ident.fingerprint) if entry.published else None
-            )
+            by_title_and_day = self._by_title_and_day(ident) if entry.published else None
             return self._seed_for(ident, entry) or by_title_and_day
         # No guid and no link: a re-imported seed (its date may have been re-inferred) or a
         # feed entry known only by its title and day.
-        return self.by_fingerprint.get(ident.fingerprint) or self.seed_titles.get(ident.title_key)
+        return self._by_title_and_day(ident) or self.seed_titles.get(ident.title_key)
+
+    def _by_title_and_day(self, ident: Identity) -> Candidate | None:
+        return next(
+            (
+                c
+                for c in self.by_fingerprint.get(ident.fingerprint, ())
+                if not told_apart(ident.guid_key, c.guid_key)
+            ),
+            None,
+        )
 
     def _seed_for(self, ident: Identity, entry: Entry) -> Candidate | None:
         for seed in self.seeds:

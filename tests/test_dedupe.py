@@ -1,7 +1,8 @@
-"""Identity rules, one story -> one item: pure functions, no database."""
+"""Identity rules, one story -> one item: pure functions, then the rules through a real poll."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -137,7 +138,75 @@ def test_a_new_story_is_new():
     assert decide([new], [stored(old)]) == [(Action.NEW, None)]
 
 
+def test_a_new_guid_of_the_same_source_is_another_story_despite_title_and_day():
+    template = "Daily press briefing"
+    old = entry(title=template, guid="brief-1", link="https://x.org/1")
+    fresh = entry(title=template, guid="brief-2", link="https://x.org/2")
+    assert decide([fresh], [stored(old, 7)]) == [(Action.NEW, None)]
+
+
+def test_a_new_guid_of_the_same_source_under_a_known_link_is_another_story():
+    old = entry(title="Weekly digest", guid="d-1", link="https://x.org/digest")
+    fresh = entry(title="Weekly digest", guid="d-2", link="https://x.org/digest")
+    assert decide([fresh], [stored(old, 7)]) == [(Action.NEW, None)]
+
+
+def test_title_and_day_still_join_the_same_story_from_another_source():
+    old = entry(guid="nato-1", link="https://www.nato.int/a.htm")
+    mirrored = entry(guid="mirror-9", link="https://mirror.org/a")
+    assert decide([mirrored], [stored(old, 7)], "mirror") == [(Action.UNCHANGED, 7)]
+
+
+def test_title_and_day_still_join_a_moved_link_when_the_source_sent_no_guid_before():
+    old = entry(link="https://www.nato.int/old/a.htm")
+    moved = entry(link="https://www.nato.int/new/a.htm")
+    moved_with_guid = entry(guid="urn:nato:a", link="https://www.nato.int/new/a.htm")
+    assert decide([moved], [stored(old, 7)]) == [(Action.UNCHANGED, 7)]
+    assert decide([moved_with_guid], [stored(old, 7)]) == [(Action.UNCHANGED, 7)]
+
+
+def test_among_stored_items_of_one_title_and_day_the_one_not_distinguished_is_joined():
+    ours = stored(entry(guid="brief-1", link="https://x.org/1"), 7)
+    theirs = stored(entry(guid="m-1", link="https://mirror.org/1"), 8, source="mirror")
+    fresh = entry(guid="brief-2", link="https://x.org/2")
+    assert decide([fresh], [ours, theirs]) == [(Action.UNCHANGED, 8)]
+    assert decide([fresh], [theirs, ours]) == [(Action.UNCHANGED, 8)]
+
+
+def test_a_merged_seed_holds_its_sources_guid_and_is_not_joined_by_another_guid():
+    merged = Candidate(
+        **{
+            **{f: getattr(seed(), f) for f in Candidate.__slots__},
+            "guid_key": dedupe.guid_key("nato", "g-1"),
+            "canonical_url": "https://www.nato.int/g1.htm",
+        }
+    )
+    other = live(guid="g-2", link="https://www.nato.int/g2.htm")
+    assert decide([other], [merged]) == [(Action.NEW, None)]
+
+
 # --- within one document ----------------------------------------------------------------------
+
+
+def test_distinct_guids_in_one_document_are_distinct_stories_whatever_their_titles():
+    briefings = [
+        entry(title="Daily press briefing", guid=f"brief-{n}", link=link)
+        for n, link in enumerate(["https://x.org/1", "https://x.org/2", None, "https://x.org/2"])
+    ]
+    assert [e.guid for e in dedupe.unique_entries(briefings, "nato")] == [
+        "brief-0",
+        "brief-1",
+        "brief-2",
+        "brief-3",
+    ]
+    assert decide(briefings, []) == [(Action.NEW, None)] * 4
+
+
+def test_an_entry_without_guid_joins_an_earlier_one_of_the_same_title_and_day():
+    with_guid = entry(guid="g-1", link="https://x.org/1")
+    without = entry(link="https://x.org/1-moved")
+    assert decide([with_guid, without], []) == [(Action.NEW, None)]
+    assert decide([without, with_guid], []) == [(Action.NEW, None)]
 
 
 def test_two_entries_with_the_same_guid_in_one_document_are_one():
@@ -288,3 +357,64 @@ def test_the_fast_path_for_plain_links_agrees_with_the_full_parse(monkeypatch):
     fast = [dedupe.canonical_url(link) for link in links]
     monkeypatch.setattr(dedupe, "_SIMPLE_URL", re.compile(r"(?!)"))  # never matches
     assert fast == [dedupe.canonical_url(link) for link in links]
+
+
+# --- through the real path: loopback feeds, the CLI, a SQLite file --------------------------------
+
+NATO_URL = "https://www.nato.int/cps/rss/en/natohq/rssFeed.xsl/rssFeed.xml"
+BRIEFINGS = 40
+
+
+def rss_items(*items: dict) -> bytes:
+    """Items dated 10 Jan. 2024; each dict: title, link, and optionally guid."""
+    body = "".join(
+        f"<item><title>{i['title']}</title><link>{i['link']}</link>"
+        + (f'<guid isPermaLink="false">{i["guid"]}</guid>' if i.get("guid") else "")
+        + f"<description>{i.get('text', 'Text.')}</description>"
+        "<pubDate>10 Jan. 2024 12:00:00 GMT</pubDate></item>"
+        for i in items
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>T</title>'
+        f"<link>https://www.nato.int/</link>{body}</channel></rss>"
+    ).encode()
+
+
+def feed_titles(project) -> list[str]:
+    lines = project.cli("items", "--json", "--origin", "feed").stdout.splitlines()
+    return sorted(json.loads(line)["title"] for line in lines)
+
+
+def test_a_feed_of_template_titles_keeps_every_guid_and_still_joins_the_same_story(
+    project, feed_server
+):
+    briefings = [
+        {"title": "Daily press briefing", "guid": f"briefing-{n}", "link": f"https://x.org/{n}"}
+        for n in range(BRIEFINGS)
+    ]
+    for briefing in briefings[::2]:  # feeds that link many items to one page
+        briefing["link"] = "https://x.org/briefings"
+    story = {"title": "Allies meet partners", "link": "https://www.nato.int/news_1.htm"}
+    project.replace_in_config(
+        NATO_URL, feed_server.route("/nato.rss", body=rss_items(*briefings, story))
+    )
+    mirrored = {**story, "link": "https://mirror.example/allies", "guid": "m-1"}
+    mirror = feed_server.route("/mirror.rss", body=rss_items(mirrored))
+    project.write_config(
+        project.config.read_text(encoding="utf-8")
+        + f'\n[[sources]]\nid = "mirror"\ntitle = "Mirror"\nurl = "{mirror}"\ninterval = "30m"\n'
+    )
+    fetched = project.cli("fetch").stdout.splitlines()
+    assert [line.split(",")[:3] for line in fetched] == [
+        ["nato-news: 200", f" {len(rss_items(*briefings, story))} bytes", f" {BRIEFINGS + 1} new"],
+        ["mirror: 200", f" {len(rss_items(mirrored))} bytes", " 0 new"],
+    ]
+    expected = sorted(["Daily press briefing"] * BRIEFINGS + ["Allies meet partners"])
+    assert feed_titles(project) == expected  # one item per guid; the mirror joined the story
+
+    # NATO moves the story's link (it sends no guid for it): still the same item.
+    moved = {**story, "link": "https://www.nato.int/cps/en/natohq/news_1.htm"}
+    feed_server.route("/nato.rss", body=rss_items(*briefings, moved))
+    fetched = project.cli("fetch", "nato-news", "--force").stdout
+    assert fetched.startswith("nato-news: 200") and " 0 new" in fetched
+    assert feed_titles(project) == expected
