@@ -16,6 +16,7 @@ from aggregator.dedupe import (
     Intent,
     atom_id,
     fallback_atom_id,
+    told_apart,
 )
 from aggregator.models import IngestCounts, Item, Origin, Precision, Revision
 from aggregator.store.codec import from_text, to_text
@@ -55,8 +56,9 @@ class ItemsMixin:
         self._find_candidates(found, "guid_key", [i.guid_key for i in identities if i.guid_key])
         urls = [i.canonical_url for i in identities if i.canonical_url]
         self._find_candidates(found, "canonical_url", urls)
-        known = {key for c in found.values() for key in (c.guid_key, c.canonical_url) if key}
-        rest = [i for i in identities if not ({i.guid_key, i.canonical_url} & known)]
+        guids = {c.guid_key for c in found.values() if c.guid_key}
+        holders = {c.canonical_url: c.guid_key for c in found.values() if c.canonical_url}
+        rest = [i for i in identities if not _settled(i, guids, holders)]
         self._find_candidates(found, "fingerprint", [i.fingerprint for i in rest])
         self._find_candidates(found, "title_key", [i.title_key for i in rest])
         for row in self._unmerged_seeds(list(dates)):
@@ -148,17 +150,30 @@ class ItemsMixin:
         self: Archive, rows: list[dict], intents: Sequence[Intent], origin: Origin
     ) -> None:
         """An id some other item already has (a feed whose guid is another item's link)
-        would fail the whole ingest on the UNIQUE constraint: such an item gets its own."""
-        wanted = sorted({row["atom_id"] for row in rows})
-        taken: set[str] = set()
-        for chunk in _chunks(wanted):
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT atom_id FROM items WHERE atom_id IN ({marks})"
-            taken.update(r[0] for r in self.conn.execute(sql, chunk))
+        would fail the whole ingest on the UNIQUE constraint: such an item gets its own.
+
+        Likewise a link another item holds (a source that links several stories, told
+        apart by their guids, to one page): the first item keeps it as its canonical link
+        and the later one, known by its guid, is stored without one."""
+        taken_ids = self._taken("atom_id", [row["atom_id"] for row in rows])
+        taken_urls = self._taken("canonical_url", [row["canonical_url"] for row in rows])
         for row, intent in zip(rows, intents, strict=True):
-            if row["atom_id"] in taken:
+            if row["atom_id"] in taken_ids:
                 row["atom_id"] = fallback_atom_id(intent.entry, origin, row["id"])
-            taken.add(row["atom_id"])
+            taken_ids.add(row["atom_id"])
+            if row["canonical_url"] in taken_urls:
+                row["canonical_url"] = None
+            elif row["canonical_url"]:
+                taken_urls.add(row["canonical_url"])
+
+    def _taken(self: Archive, column: str, values: list[str | None]) -> set[str]:
+        """Which of these values some stored item already has in `column`."""
+        taken: set[str] = set()
+        for chunk in _chunks(sorted({v for v in values if v})):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT {column} FROM items WHERE {column} IN ({marks})"
+            taken.update(r[0] for r in self.conn.execute(sql, chunk))
+        return taken
 
     def _new_row(
         self: Archive,
@@ -240,8 +255,14 @@ class ItemsMixin:
         self._record_revision(intent.item_id, revision, seen)
 
     def _merge(self: Archive, intent: Intent, seen: datetime) -> None:
-        """A seeded article gains the live entry's link and guid; its text stays."""
+        """A seeded article gains the live entry's link and guid; its text stays.
+
+        The canonical link too, unless another item holds it (see `_make_atom_ids_unique`).
+        """
         entry, ident = intent.entry, intent.identity
+        canonical = ident.canonical_url
+        if canonical and self._taken("canonical_url", [canonical]):
+            canonical = None
         self.conn.execute(
             """UPDATE items SET link = ?, guid = ?, guid_key = ?, canonical_url = ?,
                    summary_html = CASE WHEN summary_text = '' THEN ? ELSE summary_html END,
@@ -252,7 +273,7 @@ class ItemsMixin:
                 entry.link,
                 entry.guid,
                 ident.guid_key,
-                ident.canonical_url,
+                canonical,
                 entry.summary_html,
                 entry.summary_text,
                 to_text(seen),
@@ -343,6 +364,14 @@ class ItemsMixin:
             "WHERE items_fts MATCH ? ORDER BY items_fts.rank LIMIT ?"
         )
         return self._with_topics([_item(r) for r in self.conn.execute(sql, (query, limit))])
+
+
+def _settled(ident: Identity, guids: set[str], holders: dict[str, str | None]) -> bool:
+    """Found by its guid, or by its link from an item its source does not tell apart."""
+    if ident.guid_key in guids:
+        return True
+    url = ident.canonical_url
+    return url in holders and not told_apart(ident.guid_key, holders[url])
 
 
 _CANDIDATE_SELECT = (
