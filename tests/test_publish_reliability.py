@@ -14,8 +14,9 @@ where a feed file must be.
 from __future__ import annotations
 
 import json
-import re
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +28,7 @@ from aggregator import ingest, metrics, publish
 from aggregator.config import Config, load
 from aggregator.models import Entry, Origin
 from aggregator.store import Archive
+from tests.conftest import ROOT
 
 ESC_TITLE = "Allies meet \x1b[31m in Brussels"
 NONCHAR_SUMMARY = "Partners talk \ufffe in Rome, a non-character no XML can hold."
@@ -85,10 +87,12 @@ def _left_out(feed: str, reason: str) -> float:
 
 
 def _publishes(outcome: str) -> float:
-    sample = metrics.REGISTRY.get_sample_value(
-        "aggregator_publishes_total", {"outcome": outcome}
-    )
+    sample = metrics.REGISTRY.get_sample_value("aggregator_publishes_total", {"outcome": outcome})
     return sample or 0.0
+
+
+def _publish_runs() -> float:
+    return metrics.REGISTRY.get_sample_value("aggregator_publish_duration_seconds_count") or 0.0
 
 
 @pytest.fixture
@@ -180,3 +184,135 @@ def test_a_feed_that_cannot_be_written_does_not_stop_the_others(config):
     assert published == {feed.slug for feed in config.feeds} - {"partnerships"}
     for slug in published:
         assert (folder / f"{slug}.atom").is_file() and (folder / f"{slug}.json").is_file()
+
+
+# --- case 6: a publish that failed or never ran is owed, and settled by the next run -----------
+
+PLAIN = _entry(400010, "Allies agree on the air defence budget", day="2024-06-03")
+JAPAN_LATER = _entry(400011, "NATO and Japan meet again on partnership", day="2024-06-04")
+SEEN = datetime(2024, 6, 5, 12, tzinfo=UTC)
+
+
+def _unwritable(config: Config) -> Config:
+    """The config with a feeds folder that cannot be made: a regular file is its parent."""
+    blocker = config.server.feeds_dir.parent / "not-a-folder"
+    blocker.write_text("a file where a folder must be\n")
+    return replace(config, server=replace(config.server, feeds_dir=blocker / "feeds"))
+
+
+def _state(config: Config):
+    with Archive(config.archive.database) as archive:
+        return archive.publish_state()
+
+
+def test_a_store_that_changes_items_owes_a_publish_in_the_same_transaction(config):
+    with Archive(config.archive.database) as archive:
+        ingest.sync_sources(archive, config)
+        archive.record_publish_success(SEEN - timedelta(days=1))
+        with pytest.raises(RuntimeError), archive.transaction():
+            ingest.store_entries(archive, [GOOD], "nato-news", Origin.FEED, SEEN)
+            raise RuntimeError("the process dies before the commit")
+        assert not archive.publish_state().owed  # rolled back with the items
+        assert archive.count_items() == 10
+
+        ingest.store_entries(archive, [GOOD], "nato-news", Origin.FEED, SEEN)
+        owed = archive.publish_state()
+        assert owed.owed and owed.owed_since == SEEN and not owed.failing
+        ingest.store_entries(archive, [GOOD], "nato-news", Origin.FEED, SEEN + timedelta(hours=1))
+        assert archive.publish_state() == owed  # nothing changed: nothing more owed
+
+
+def test_a_publish_the_process_never_ran_is_settled_by_the_next_run(project, config):
+    script = (
+        "import os, sys\n"
+        "from aggregator import ingest\n"
+        "from aggregator.config import load\n"
+        "from aggregator.models import Origin\n"
+        "from aggregator.store import Archive\n"
+        "from tests.test_publish_reliability import GOOD\n"
+        "config = load(sys.argv[1])\n"
+        "archive = Archive(config.archive.database)\n"
+        "ingest.sync_sources(archive, config)\n"
+        "ingest.store_entries(archive, [GOOD], 'nato-news', Origin.FEED)\n"
+        "os._exit(9)  # killed between the ingest commit and the publish\n"
+    )
+    died = subprocess.run(
+        [sys.executable, "-c", script, str(project.config)], cwd=ROOT, capture_output=True
+    )
+    assert died.returncode == 9, died.stderr
+    assert _state(config).owed
+
+    with Archive(config.archive.database) as archive:
+        assert ingest.settle_publish(archive, config) is True
+        good = archive.list_items(limit=1)[0]
+        assert not archive.publish_state().owed
+        assert archive.publish_state().last_success is not None
+        assert ingest.settle_publish(archive, config) is None  # nothing owed any more
+    assert good.atom_id in _ids_in(config.server.feeds_dir / "all.atom")
+
+
+def test_a_failed_publish_is_recorded_owed_and_settled_once_the_folder_is_fixed(config):
+    broken = _unwritable(config)
+    failed_before, seconds_before = _publishes("failed"), _publish_runs()
+    with Archive(config.archive.database) as archive:
+        ingest.sync_sources(archive, config)
+        counts = ingest.store_entries(archive, [PLAIN], "nato-news", Origin.FEED, SEEN)
+
+        assert ingest.after_ingest(archive, broken, counts) is False  # and raises nothing
+        state = archive.publish_state()
+        assert state.owed and state.failing and state.owed_since == SEEN
+        assert "not-a-folder" in state.last_error and "\n" not in state.last_error
+        assert _publishes("failed") == failed_before + 1
+        assert _publish_runs() == seconds_before + 1
+        assert ingest.settle_publish(archive, broken) is False  # still failing, still owed
+        assert archive.publish_state().owed
+
+        ok_before = _publishes("ok")
+        assert ingest.settle_publish(archive, config) is True
+        state = archive.publish_state()
+        assert not state.owed and not state.failing and state.last_error is None
+        assert _publishes("ok") == ok_before + 1
+        plain = archive.get_item(counts.item_ids[0])
+    assert plain.atom_id in _ids_in(config.server.feeds_dir / "all.atom")
+    assert plain.atom_id in _ids_in(config.server.feeds_dir / "all.json")
+
+
+def test_publish_records_a_failure_then_raises_one_line(config):
+    broken = _unwritable(config)
+    with Archive(config.archive.database) as archive:
+        with pytest.raises(publish.PublishError) as raised:
+            ingest.publish(archive, broken)
+        message = str(raised.value)
+        assert message.startswith("publish failed: feed partnerships: ")
+        assert "\n" not in message and "not-a-folder" in message
+        assert {f.slug for f in raised.value.report.failed} == {f.slug for f in config.feeds}
+        state = archive.publish_state()
+        assert state.owed and state.failing and state.last_error in message
+
+
+def test_after_a_failed_publish_the_next_store_republishes_every_feed(config):
+    obstacle = config.server.feeds_dir / "partnerships.atom"
+    obstacle.mkdir(parents=True)  # a folder where a feed file must go: that feed fails
+    with Archive(config.archive.database) as archive:
+        ingest.sync_sources(archive, config)
+        japan = ingest.store_entries(archive, [JAPAN_LATER], "nato-news", Origin.FEED, SEEN)
+        assert ingest.after_ingest(archive, config, japan) is False
+        japan_id = archive.get_item(japan.item_ids[0]).atom_id
+        obstacle.rmdir()
+
+        # this item touches only the feed of every item, but the debt is every feed's
+        plain = ingest.store_entries(archive, [PLAIN], "nato-news", Origin.FEED, SEEN)
+        assert ingest.after_ingest(archive, config, plain) is True
+        assert not archive.publish_state().owed
+    assert japan_id in _ids_in(config.server.feeds_dir / "partnerships.atom")
+
+
+def test_a_change_stored_while_a_publish_ran_stays_owed(config):
+    with Archive(config.archive.database) as archive:
+        archive.mark_publish_owed(SEEN)
+        covered = archive.publish_debt().marks  # what a publish starting now will show
+        archive.mark_publish_owed(SEEN + timedelta(seconds=1))  # stored during the publish
+        archive.record_publish_success(SEEN + timedelta(seconds=2), covers=covered)
+        assert archive.publish_state().owed
+        archive.record_publish_success(SEEN + timedelta(seconds=3))
+        assert not archive.publish_state().owed
