@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from aggregator import ingest, metrics
 from aggregator.config import Config
 from aggregator.fetch import Fetcher, FetchResult, next_poll
+from aggregator.logs import event
 from aggregator.models import FetchLogEntry, IngestCounts, Origin, SourceState
 from aggregator.parse.feed import FeedError, ParsedFeed, parse_feed
 from aggregator.store import Archive
@@ -249,6 +250,7 @@ async def _fetch_and_parse(
 
 
 async def _parse(result: FetchResult, source_id: str) -> tuple[ParsedFeed | None, _Ingested]:
+    event(log, "parse started", logging.DEBUG, source=source_id, bytes=len(result.body))
     try:
         parsed = await in_own_thread(parse_feed, result.body, result.final_url, result.headers)
     except FeedError as exc:

@@ -21,7 +21,9 @@ from aggregator.config import Config, ConfigError, SourceConfig, load
 from aggregator.logs import event
 from aggregator.models import Item, SourceState
 
-STOP_TIMEOUT = 6.0  # seconds an in-flight poll may take to finish after SIGTERM
+# A poll still fetching or parsing when SIGTERM comes is abandoned at once (nothing of it is
+# stored yet); one already storing may finish:
+STOP_TIMEOUT = 6.0  # seconds an in-flight store may take to finish after SIGTERM
 INTERRUPT_TIMEOUT = 2.0  # then its SQL is interrupted (it rolls back); all within 10 s
 SHOWN_AT_START = 20
 MAX_JITTER_SHARE = 0.1  # jitter never exceeds a tenth of the interval
@@ -239,7 +241,9 @@ class Daemon:
         task = asyncio.current_task()
         self._inflight.add(task)
         try:
-            report = await poll_source(self.archive, self.config, source_id, self.fetcher)
+            report = await poll_source(
+                self.archive, self.config, source_id, self.fetcher, stopping=self._stopping
+            )
         except Exception as exc:  # one bad poll must not take the daemon down
             event(log, "poll crashed", logging.ERROR, source=source_id, error=repr(exc))
             return
