@@ -319,3 +319,25 @@ def test_sigterm_during_a_long_parse_exits_in_time_and_stores_nothing(
     assert count(project, "PRAGMA integrity_check") == "ok"
     assert count(project, "SELECT count(*) FROM items WHERE source_id = 'big'") == 0
     assert count(project, "SELECT count(*) FROM items WHERE origin = 'seed'") == 10
+
+
+def test_a_source_answering_oddly_is_recorded_as_failing_and_backs_off(
+    project, feed_server, daemons
+):
+    odd = feed_server.route("/odd.rss", status=302, location="javascript:alert(1)")
+    good = feed_server.feed("/nato.rss", "nato-news-2022-11-26.rss")
+    port = free_port()
+    configure(project, [source_block("odd", odd), source_block("nato", good)], port)
+    daemon = daemons(project, port)
+    daemon.wait_ready()
+    daemon.wait_for(lambda: "source=odd" in daemon.log(), what="the odd source's poll line")
+    daemon.wait_for(lambda: "source=nato" in daemon.log(), what="the good source's poll line")
+    odd_line = next(line for line in daemon.log().splitlines() if "source=odd" in line)
+    assert "error=" in odd_line and "redirect to an invalid URL" in odd_line
+    assert "poll crashed" not in daemon.log()
+    health = {s["id"]: s for s in daemon.get("/healthz").json()["sources"]}
+    assert health["odd"]["consecutive_errors"] >= 1
+    assert "redirect" in health["odd"]["last_error"]
+    assert health["nato"]["consecutive_errors"] == 0
+    assert count(project, "SELECT count(*) FROM items WHERE source_id = 'nato'") == 3
+    assert daemon.stop() == 0
