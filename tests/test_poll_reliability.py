@@ -174,3 +174,47 @@ def test_a_parser_that_raises_anything_is_a_failed_poll_keeping_what_was_fetched
     (logged,) = archive.fetch_log("other")
     assert (logged.status, logged.bytes, logged.error) == (200, failed.bytes, failed.error)
     assert archive.get_source("other").consecutive_errors == 1
+
+
+# --- metrics ------------------------------------------------------------------------------------
+
+
+class Counted:
+    """The change of the process's counters (aggregator.metrics) since it was made."""
+
+    def __init__(self) -> None:
+        self.before = self._samples()
+
+    @staticmethod
+    def _samples() -> dict[tuple, float]:
+        from aggregator.metrics import REGISTRY
+
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in REGISTRY.collect()
+            for sample in family.samples
+            if sample.name.endswith("_total")
+        }
+
+    def __call__(self, name: str, **labels: str) -> float:
+        key = (f"aggregator_{name}_total", tuple(sorted(labels.items())))
+        return self._samples().get(key, 0.0) - self.before.get(key, 0.0)
+
+
+def test_polls_items_and_bytes_are_counted_by_source(two_sources, feed_server):
+    config, archive = two_sources
+    nato_bytes = len(feed_server.routes["/nato.rss"][0].body)
+    counted = Counted()
+    poll.poll_all(config, archive)  # both store their items
+    poll.poll_all(config, archive, force=True)  # the same bytes again: unchanged
+    poll.poll_all(config, archive)  # not due: skipped
+    feed_server.route("/other.rss", status=500)
+    poll.poll_all(config, archive, "other", force=True)
+    assert counted("polls", source="nato-news", outcome="ok") == 1
+    assert counted("polls", source="nato-news", outcome="unchanged") == 1
+    assert counted("polls", source="nato-news", outcome="skipped") == 1
+    assert counted("polls", source="other", outcome="error") == 1
+    assert counted("items_stored", source="nato-news", change="new") == 10
+    assert counted("items_stored", source="other", change="new") == 1
+    assert counted("items_stored", source="nato-news", change="updated") == 0
+    assert counted("fetch_bytes", source="nato-news") == 2 * nato_bytes
