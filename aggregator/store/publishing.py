@@ -2,57 +2,99 @@
 
 Kept in the `meta` table so that it survives a crash between the ingest commit and the
 publish, and so that every process (daemon, one-off `fetch`, `serve`) sees the same state.
+
+A debt is counted, not flagged: each store that changes items adds a mark, and a publish
+settles the marks that were there when it began. So a change stored while a publish runs
+stays owed, and the next store can tell whether the debt is its own alone (its feeds are
+then enough to publish) or older (every feed is owed).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from aggregator.models import PublishState
-from aggregator.store.codec import from_text, to_text
+from aggregator.store.codec import from_text
 
 if TYPE_CHECKING:
     from aggregator.store import Archive
 
-OWED = "publish.owed"
+MARKS = "publish.marks"  # how many times a publish was marked owed, ever
+SETTLED = "publish.settled"  # how many of those marks a successful publish has covered
 OWED_SINCE = "publish.owed_since"
 LAST_SUCCESS = "publish.last_success"
 LAST_FAILURE = "publish.last_failure"
 LAST_ERROR = "publish.last_error"
-_KEYS = (OWED, OWED_SINCE, LAST_SUCCESS, LAST_FAILURE, LAST_ERROR)
+_KEYS = (MARKS, SETTLED, OWED_SINCE, LAST_SUCCESS, LAST_FAILURE, LAST_ERROR)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishDebt:
+    marks: int  # the marks so far: what a publish that begins now covers
+    unsettled: int  # of those, the ones no successful publish has covered
 
 
 class PublishingMixin:
     conn: sqlite3.Connection
 
     def publish_state(self: Archive) -> PublishState:
-        marks = ",".join("?" * len(_KEYS))
-        rows = dict(self.conn.execute(f"SELECT key, value FROM meta WHERE key IN ({marks})", _KEYS))
+        rows = self._publish_meta()
         return PublishState(
-            owed=rows.get(OWED) == "1",
+            owed=_debt(rows).unsettled > 0,
             owed_since=from_text(rows.get(OWED_SINCE)),
             last_success=from_text(rows.get(LAST_SUCCESS)),
             last_failure=from_text(rows.get(LAST_FAILURE)),
             last_error=rows.get(LAST_ERROR),
         )
 
+    def publish_debt(self: Archive) -> PublishDebt:
+        return _debt(self._publish_meta())
+
     def mark_publish_owed(self: Archive, when: datetime) -> None:
         """Call inside the ingest's transaction: the debt lands with the items or not at all."""
         with self.transaction():
-            if self.get_meta(OWED) != "1":
-                self.set_meta(OWED_SINCE, to_text(when))
-            self.set_meta(OWED, "1")
+            debt = self.publish_debt()
+            if not debt.unsettled:
+                self.set_meta(OWED_SINCE, _stamp(when))
+            self.set_meta(MARKS, str(debt.marks + 1))
 
-    def record_publish_success(self: Archive, when: datetime) -> None:
+    def record_publish_success(self: Archive, when: datetime, covers: int | None = None) -> None:
+        """The feeds show the archive as it was when `covers` marks were made (read
+        publish_debt().marks before publishing; None: every mark so far is settled)."""
         with self.transaction():
-            self.set_meta(OWED, "0")
-            self.set_meta(LAST_SUCCESS, to_text(when))
-            self.conn.execute("DELETE FROM meta WHERE key IN (?, ?)", (LAST_ERROR, OWED_SINCE))
+            rows = self._publish_meta()
+            debt = _debt(rows)
+            settled = debt.marks if covers is None else min(covers, debt.marks)
+            settled = max(settled, int(rows.get(SETTLED) or 0))
+            self.set_meta(SETTLED, str(settled))
+            self.set_meta(LAST_SUCCESS, _stamp(when))
+            self.conn.execute("DELETE FROM meta WHERE key = ?", (LAST_ERROR,))
+            if settled == debt.marks:
+                self.conn.execute("DELETE FROM meta WHERE key = ?", (OWED_SINCE,))
 
     def record_publish_failure(self: Archive, when: datetime, error: str) -> None:
+        """The publish is owed (whatever it was for: the next one publishes every feed)."""
         with self.transaction():
             self.mark_publish_owed(when)
-            self.set_meta(LAST_FAILURE, to_text(when))
+            self.set_meta(LAST_FAILURE, _stamp(when))
             self.set_meta(LAST_ERROR, " ".join(error.split())[:500])
+
+    def _publish_meta(self: Archive) -> dict[str, str]:
+        places = ",".join("?" * len(_KEYS))
+        return dict(
+            self.conn.execute(f"SELECT key, value FROM meta WHERE key IN ({places})", _KEYS)
+        )
+
+
+def _stamp(when: datetime) -> str:
+    """To the microsecond, unlike the archive's other dates: a publish that fails and the
+    one that settles it can fall in the same second, and `failing` compares the two."""
+    return when.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _debt(rows: dict[str, str]) -> PublishDebt:
+    marks = int(rows.get(MARKS) or 0)
+    return PublishDebt(marks, marks - int(rows.get(SETTLED) or 0))
