@@ -9,17 +9,22 @@ each stage stays ignorant of the others.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from aggregator import dedupe
-from aggregator.config import Config
+from aggregator import dedupe, metrics
+from aggregator.config import Config, FeedConfig
 from aggregator.models import Entry, IngestCounts, Origin
 from aggregator.parse.seed import read_seed_file, seed_files
 from aggregator.store import Archive
 from aggregator.store.codec import now
 from aggregator.store.sources import SEED_SOURCE_ID, SourceSpec
+
+if TYPE_CHECKING:
+    from aggregator.publish import PublishReport
 
 RULES_HASH_KEY = "classify.rules_hash"  # meta key: the rules the stored scores came from
 log = logging.getLogger("aggregator.ingest")
@@ -32,7 +37,9 @@ def store_entries(
     origin: Origin = Origin.FEED,
     seen: datetime | None = None,
 ) -> IngestCounts:
-    """Deduplicate entries against the archive and store them in one transaction."""
+    """Deduplicate entries against the archive and store them in one transaction, which
+    also records that a publish is owed when any item changed (so a crash before the
+    publish leaves the debt for the next run to settle)."""
     seen = seen or now()
     identified = dedupe.unique_identified(entries, source_id)
     identities = [identity for _, identity in identified]
@@ -40,7 +47,10 @@ def store_entries(
     with archive.transaction():
         candidates = archive.candidates_for(identities, dates)
         intents = dedupe.intents_for(identified, candidates)
-        return archive.apply(intents, source_id, origin, seen)
+        counts = archive.apply(intents, source_id, origin, seen)
+        if counts.item_ids:
+            archive.mark_publish_owed(seen)
+        return counts
 
 
 def import_seeds(
@@ -63,15 +73,39 @@ def ensure_seeds(archive: Archive, folder: Path) -> IngestCounts | None:
     return import_seeds(archive, [folder])
 
 
-def after_ingest(archive: Archive, config: Config, counts: IngestCounts) -> None:
+def after_ingest(archive: Archive, config: Config, counts: IngestCounts) -> bool:
     """What follows every store that changed items: classify them, then republish the
-    feeds they touch."""
+    feeds they touch, or every feed when the archive owed a publish from before. False
+    when the publish failed (recorded and owed, never raised); True otherwise."""
     if not counts.item_ids:
-        return
+        return True
+    debt = archive.publish_debt()  # read first: a change stored meanwhile stays owed
     topics = classify_items(archive, config, counts.item_ids)
-    from aggregator.publish import feeds_touched
+    from aggregator.publish import PublishError, feeds_touched
 
-    publish(archive, config, feeds_touched(config, topics))
+    touched = feeds_touched(config, topics)
+    owed_before = debt.unsettled > 1  # more than this store's own mark
+    feeds = [feed for feed in config.feeds if owed_before or feed.slug in touched]
+    try:
+        _publish_recorded(archive, config, feeds, settles=True, covers=debt.marks)
+    except PublishError:
+        return False
+    return True
+
+
+def settle_publish(archive: Archive, config: Config) -> bool | None:
+    """Publish every feed if the archive owes a publish (one failed, or the process died
+    before it ran). None: nothing was owed; True: settled; False: it failed again, which
+    is recorded and stays owed (never raised)."""
+    if not archive.publish_state().owed:
+        return None
+    from aggregator.publish import PublishError
+
+    try:
+        publish(archive, config)
+    except PublishError:
+        return False
+    return True
 
 
 def classify_items(archive: Archive, config: Config, item_ids: Sequence[int]) -> set[str]:
@@ -122,27 +156,60 @@ def reclassify_if_rules_changed(archive: Archive, config: Config) -> bool:
     return True
 
 
-def publish(archive: Archive, config: Config, slugs: Iterable[str] | None = None) -> None:
-    from aggregator import publish as publisher
+def publish(archive: Archive, config: Config, slugs: Iterable[str] | None = None) -> PublishReport:
+    """Render the named feeds (default: every feed) and record the outcome in the archive;
+    a run that renders every feed settles what was owed. ValueError for an unknown slug,
+    before anything is written; PublishError, once recorded, when a feed did not publish."""
+    from aggregator.publish import chosen_feeds
 
-    wanted = None if slugs is None else set(slugs)
-    if wanted is not None and not wanted:
-        return
-    report = (
-        publisher.publish_all(archive, config)
-        if wanted is None
-        else publisher.publish_feeds(archive, config, sorted(wanted))
-    )
+    feeds = config.feeds if slugs is None else chosen_feeds(config, slugs)
+    everything = {feed.slug for feed in feeds} >= {feed.slug for feed in config.feeds}
+    return _publish_recorded(archive, config, feeds, settles=everything)
+
+
+def _publish_recorded(
+    archive: Archive,
+    config: Config,
+    feeds: Sequence[FeedConfig],
+    *,
+    settles: bool,
+    covers: int | None = None,
+) -> PublishReport:
+    """Publish `feeds`; record a failure (owed) or, when the run `settles` the debt, a
+    success covering the marks made before it began (`covers`, default: now)."""
+    from aggregator import publish as publisher
+    from aggregator.publish.isolate import one_line
+
+    covers = archive.publish_debt().marks if covers is None else covers
+    began = time.monotonic()
+    report, error = None, None
+    try:
+        report = publisher.publish_feeds(archive, config, [feed.slug for feed in feeds])
+        error = report.failure() or None
+    except Exception as exc:  # the archive could not be read: a failed publish all the same
+        error = one_line(exc)
+        log.error("publish failed: %s", error)  # a feed's failure the publisher logged itself
+    metrics.PUBLISH_SECONDS.observe(time.monotonic() - began)
+    finished = datetime.now(UTC)  # not to the second: see store.publishing
+    if error:
+        archive.record_publish_failure(finished, error)
+        metrics.PUBLISHES.labels(outcome="failed").inc()
+        raise publisher.PublishError(f"publish failed: {error}", report)
+    if settles:
+        archive.record_publish_success(finished, covers)
+    metrics.PUBLISHES.labels(outcome="ok").inc()
     log.info(
         "publish",
         extra={
             "fields": {
-                "feeds": ",".join(sorted(wanted)) if wanted else "all",
+                "feeds": ",".join(feed.slug for feed in feeds) or "none",
                 "written": len(report.written),
                 "unchanged": report.unchanged,
+                "left_out": len(report.left_out),
             }
         },
     )
+    return report
 
 
 def sync_sources(archive: Archive, config: Config) -> None:

@@ -47,7 +47,12 @@ LOGGED_DOCUMENTS = 4  # a left-out item's log line names this many documents, th
 
 
 class PublishError(Exception):
-    """A publish run failed (a feed could not be written); str() is one line for users."""
+    """A publish run failed (a feed could not be written); str() is one line for users,
+    `report` what did publish (None when the run stopped before any feed)."""
+
+    def __init__(self, message: str, report: PublishReport | None = None):
+        super().__init__(message)
+        self.report = report
 
 
 @dataclass(frozen=True, slots=True)
