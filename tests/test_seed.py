@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
 
-from aggregator.models import Precision
+from aggregator.models import Origin, Precision
 from aggregator.parse.seed import SeedError, parse_seed_text, read_seed_file, seed_files
+from aggregator.store import Archive
 from tests.conftest import SEEDS
 
 
@@ -120,7 +122,7 @@ def test_listing_infers_the_capture_day_and_prefers_explicit_dates():
     assert entries[3].published == day("2024-03-15")
     assert entries[3].precision is Precision.DAY
     assert entries[0].summary_text.startswith("On 12 March 2024")
-    assert entries[0].content_text is None
+    assert entries[0].content_text == entries[0].summary_text  # short: the whole text
 
 
 def test_listing_with_a_given_capture_time_has_minute_precision():
@@ -145,3 +147,74 @@ def test_bad_reference_date_and_unreadable_file(tmp_path):
     path.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(SeedError, match=r"bad\.txt: cannot read"):
         read_seed_file(path)
+
+
+# --- paragraphs and the whole text ----------------------------------------------------------
+
+BODY_LINES = [
+    "On Monday, partners from across the globe met at NATO Headquarters " * 3,
+    "A second paragraph, on its own line and no blank line before it. " * 3,
+    "A third one. " * 12,
+]
+
+
+def test_paragraphs_separated_by_single_newlines_are_paragraphs():
+    [entry] = parse_seed_text("A title\n  • 04 Mar. 2024 -\n\n" + "\n".join(BODY_LINES) + "\n")
+    assert entry.content_text.split("\n\n") == [" ".join(line.split()) for line in BODY_LINES]
+    assert entry.content_html.count("<p>") == 3
+    assert entry.summary_text == " ".join(BODY_LINES[0].split())
+
+
+def test_paragraphs_wrapped_at_a_fixed_width_are_joined_again():
+    import textwrap
+
+    wrapped = "\n\n".join(textwrap.fill(line, 72) for line in BODY_LINES)
+    [entry] = parse_seed_text("A title\n  • 04 Mar. 2024 -\n\n" + wrapped + "\n")
+    assert entry.content_text.split("\n\n") == [" ".join(line.split()) for line in BODY_LINES]
+
+
+def test_a_long_summary_is_shortened_for_display_and_kept_whole_as_content():
+    long_line = "Partners met in Brussels on 9 November 2022 to talk. " * 30
+    [entry] = parse_seed_text(f"Story\n\n2 days ago\n{long_line}\n", reference="2022-11-11")
+    assert entry.summary_text.endswith("…") and len(entry.summary_text) <= 601
+    assert entry.content_text == " ".join(long_line.split())
+    assert entry.content_html == f"<p>{entry.content_text}</p>"
+
+
+def test_seed_text_is_made_xml_safe_where_entries_are_made():
+    [entry] = parse_seed_text("A \x1btitle\n  • 04 Mar. 2024 -\n\nBody \x00with\ufffe controls.\n")
+    assert entry.title == "A title"
+    assert entry.content_text == "Body with controls." == entry.summary_text
+
+
+def stored_seeds(project) -> list:
+    with Archive(project.database) as archive:
+        return archive.list_items(origin=Origin.SEED)
+
+
+def test_cli_search_finds_words_from_the_end_of_a_long_listing_item(project):
+    project.cli("import-seeds")
+    found = project.cli("search", '"Mission to NATO"', "--json").stdout.splitlines()
+    [item] = [json.loads(line) for line in found]
+    assert item["title"].startswith("“NATO fully respects Serbia’s policy of military neutrality")
+
+
+def test_cli_import_keeps_the_single_newline_paragraphs_of_seed_002(project):
+    project.cli("import-seeds")
+    lines = (SEEDS / "002_72bea906deca7b67.txt").read_text(encoding="utf-8").splitlines()
+    [item] = [i for i in stored_seeds(project) if i.title == lines[0]]
+    paragraphs = [" ".join(line.split()) for line in lines[1:] if line.strip()]
+    assert len(paragraphs) > 5
+    assert item.content_text.split("\n\n") == paragraphs
+    assert item.content_html.count("<p>") == len(paragraphs)
+    assert item.summary_text == paragraphs[0]
+
+
+def test_cli_import_stores_the_whole_text_of_every_seed_file(project):
+    project.cli("import-seeds")
+    stored = "\n".join(f"{i.title}\n{i.content_text}" for i in stored_seeds(project))
+    for path in seed_files(SEEDS):
+        # Every line of prose (titles, dates, ages and page chrome are short) is stored.
+        prose = [" ".join(line.split()) for line in path.read_text(encoding="utf-8").splitlines()]
+        prose = [line for line in prose if len(line) > 80]
+        assert prose and all(line in stored for line in prose), path.name

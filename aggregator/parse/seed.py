@@ -8,6 +8,9 @@ explicit date in the text is the publication date.
 Ages are relative to when the page was captured, which the file does not say: it is
 inferred from the blocks that also carry an explicit date (date + age = capture day; the
 most common answer wins), or given by the caller. An explicit date beats an age.
+
+Either way the whole text is kept as the entry's content, in paragraphs; the summary is
+only its first paragraph, shortened for display.
 """
 
 from __future__ import annotations
@@ -21,10 +24,16 @@ from pathlib import Path
 from aggregator.models import Entry, Precision
 from aggregator.parse import dates
 from aggregator.parse.sanitize import text_to_html
+from aggregator.parse.text import finished
 
 _BULLET = re.compile(r"^\s*[•·*\-]\s*(.*)$")
 _UPDATED = re.compile(r"^last updated:?\s*(.+)$", re.IGNORECASE)
-_SUMMARY_CHARS = 600
+_BLANK_LINES = re.compile(r"\n\s*\n")
+SUMMARY_CHARS = 600  # the summary shown in feeds; the whole text is the content
+# A block whose lines (all but its last) are no longer than this was wrapped at a fixed
+# width: its lines are one paragraph. Longer lines are paragraphs of their own, as in
+# captures that separate paragraphs by a single newline.
+WRAP_WIDTH = 100
 
 
 class SeedError(ValueError):
@@ -149,7 +158,7 @@ def _summary(lines: list[str], start: int, ages: dict) -> str:
         if not lines[i].strip() or i in ages:
             break
         taken.append(lines[i].strip())
-    return " ".join(taken)
+    return "\n".join(taken)
 
 
 def _reference(blocks: list[_Block], given: str | None) -> tuple[datetime | None, bool]:
@@ -179,7 +188,7 @@ def _listing_entry(block: _Block, ref: datetime | None, ref_has_time: bool) -> E
         published, precision = by_age.replace(second=0), Precision.MINUTE
     else:
         published, precision = dates.at_noon(by_age.date()), Precision.DAY
-    return _entry(block.title, block.summary, published, published, precision, summary_only=True)
+    return _entry(block.title, block.summary, published, published, precision)
 
 
 def _agrees(block: _Block, by_age: datetime) -> bool:
@@ -192,29 +201,40 @@ def _agrees(block: _Block, by_age: datetime) -> bool:
 
 
 def _entry(
-    title: str,
-    body: str,
-    published: datetime,
-    updated: datetime,
-    precision: Precision,
-    *,
-    summary_only: bool = False,
+    title: str, body: str, published: datetime, updated: datetime, precision: Precision
 ) -> Entry:
-    paragraphs = [p for p in re.split(r"\n\s*\n", body) if p.strip()]
-    summary = " ".join(paragraphs[0].split()) if paragraphs else ""
-    if len(summary) > _SUMMARY_CHARS:
-        summary = summary[:_SUMMARY_CHARS].rsplit(" ", 1)[0] + "…"
-    content = None if summary_only else body
-    return Entry(
+    content = "\n\n".join(paragraphs(body))
+    summary = _shortened(content.split("\n\n", 1)[0])
+    entry = Entry(
         title=" ".join(title.split()),
         summary_html=text_to_html(summary),
         summary_text=summary,
         content_html=text_to_html(content) if content else None,
-        content_text="\n\n".join(" ".join(p.split()) for p in paragraphs) if content else None,
+        content_text=content or None,
         published=published,
         updated=updated,
         precision=precision,
     )
+    return finished(entry)
+
+
+def paragraphs(text: str) -> list[str]:
+    """The paragraphs of plain text, each on one line: blocks separated by blank lines,
+    and within a block each line that is not a fixed-width wrap of the next."""
+    found = []
+    for block in _BLANK_LINES.split(text):
+        lines = [" ".join(line.split()) for line in block.split("\n")]
+        lines = [line for line in lines if line]
+        if all(len(line) <= WRAP_WIDTH for line in lines[:-1]):
+            lines = [" ".join(lines)] if lines else []
+        found.extend(lines)
+    return found
+
+
+def _shortened(paragraph: str) -> str:
+    if len(paragraph) <= SUMMARY_CHARS:
+        return paragraph
+    return paragraph[:SUMMARY_CHARS].rsplit(" ", 1)[0] + "…"
 
 
 def _strip_blank(lines: list[str]) -> list[str]:
