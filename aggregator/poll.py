@@ -31,7 +31,7 @@ from aggregator.fetch import Fetcher, FetchResult, next_poll
 from aggregator.logs import event
 from aggregator.models import FetchLogEntry, IngestCounts, Origin, SourceState
 from aggregator.parse.feed import FeedError, ParsedFeed, parse_feed
-from aggregator.store import Archive
+from aggregator.store import Archive, ArchiveError
 from aggregator.store.codec import now as utc_now
 from aggregator.store.sources import PollOutcome
 
@@ -270,7 +270,7 @@ async def _record_fault(
     exc: Exception,
 ) -> PollReport:
     """Record an unforeseen fault as the poll's failure, with back-off like any other."""
-    error = f"internal error: {describe(exc)}"
+    error = describe(exc) if isinstance(exc, ArchiveError) else f"internal error: {describe(exc)}"
     nothing = FetchResult(url=source.url, final_url=source.url)
     try:
         async with lock:
@@ -300,7 +300,10 @@ def _log_fault(message: str, source_id: str, exc: Exception) -> None:
 def describe(exc: BaseException) -> str:
     """An exception as one line for a log, a report or `last_error`."""
     text = " ".join(str(exc).split())
-    line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if isinstance(exc, ArchiveError):  # its message is written for people: "disk full: ..."
+        line = text
+    else:
+        line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return line if len(line) <= MAX_ERROR else line[: MAX_ERROR - 1] + "…"
 
 
@@ -397,7 +400,7 @@ def _store(
                 ingested = _Ingested(counts=counts, warning=ingested.warning)
             outcome = _record(archive, source, result, ingested, now, interval, config, rand)
     except Exception as exc:  # the transaction rolled back: the archive is as it was
-        log.exception("ingest of %s failed", source.id)
+        _log_fault("ingest of %s failed", source.id, exc)
         ingested = _Ingested(failure=f"ingest failed, nothing stored: {describe(exc)}")
         outcome = _record(archive, source, result, ingested, now, interval, config, rand)
     return ingested, outcome

@@ -218,3 +218,65 @@ def test_polls_items_and_bytes_are_counted_by_source(two_sources, feed_server):
     assert counted("items_stored", source="other", change="new") == 1
     assert counted("items_stored", source="nato-news", change="updated") == 0
     assert counted("fetch_bytes", source="nato-news") == 2 * nato_bytes
+
+
+# --- case 10: a full disk -----------------------------------------------------------------------
+
+
+def test_a_full_disk_is_recorded_as_disk_full_and_the_archive_is_unharmed(two_sources):
+    config, archive = two_sources
+    tables = archive.table_counts()
+    pages = archive.conn.execute("PRAGMA page_count").fetchone()[0]
+    archive.conn.execute(f"PRAGMA max_page_count = {pages + 1}")  # room for a log row only
+    (report,) = poll.poll_all(config, archive, "nato-news")
+    assert report.error.startswith("ingest failed, nothing stored: disk full"), report.error
+    assert "rollback" not in report.error
+    source = archive.get_source("nato-news")
+    assert (source.last_error, source.consecutive_errors) == (report.error, 1)
+    assert archive.integrity_check() == "ok"
+    assert {k: v for k, v in archive.table_counts().items() if k != "fetch_log"} == {
+        k: v for k, v in tables.items() if k != "fetch_log"
+    }
+    archive.conn.execute("PRAGMA max_page_count = 1073741823")  # space again
+    (again,) = poll.poll_all(config, archive, "nato-news", force=True)
+    assert (again.error, again.new) == (None, 10)
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path):
+    """A 600 KB tmpfs: a disk that really fills up (needs root to mount; skipped otherwise)."""
+    import os
+    import subprocess
+
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount)])
+    if made.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_really_full_disk_says_disk_full_not_cannot_rollback(
+    project, feed_server, tiny_filesystem
+):
+    """SQLite rolls a transaction back by itself when a write hits ENOSPC; the archive's own
+    ROLLBACK then failed and its message hid why."""
+    from tests.test_daemon import big_feed
+
+    url = feed_server.route("/big.rss", body=big_feed(2000))
+    with_sources(project, {"big": url})
+    project.replace_in_config(
+        'database = "archive/aggregator.db"', f'database = "{tiny_filesystem}/a.db"'
+    )
+    done = project.cli("fetch", check=False)
+    assert "disk full" in done.stdout and "rollback" not in done.stdout, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    conn = sqlite3.connect(tiny_filesystem / "a.db")
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("SELECT count(*) FROM items WHERE source_id = 'big'").fetchone()[0] == 0
+    finally:
+        conn.close()

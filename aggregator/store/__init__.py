@@ -23,11 +23,15 @@ from aggregator.store.snapshot import SnapshotMixin
 from aggregator.store.sources import SourcesMixin
 from aggregator.store.topics import TopicsMixin
 
-__all__ = ["SCHEMA_VERSION", "Archive", "ArchiveError"]
+__all__ = ["SCHEMA_VERSION", "Archive", "ArchiveError", "DiskFull"]
 
 
 class ArchiveError(Exception):
     """The archive cannot be opened or is newer than this program."""
+
+
+class DiskFull(ArchiveError):
+    """A write did not fit on the disk (SQLITE_FULL); nothing of its transaction is stored."""
 
 
 class Archive(ItemsMixin, SourcesMixin, TopicsMixin, SnapshotMixin, FeedsMixin, PublishingMixin):
@@ -83,17 +87,33 @@ class Archive(ItemsMixin, SourcesMixin, TopicsMixin, SnapshotMixin, FeedsMixin, 
             finally:
                 self._depth -= 1
             return
-        self.conn.execute("BEGIN IMMEDIATE")
-        self._depth = 1
+        with self._disk_full_named():
+            self.conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self._roll_back()
+                raise
+            finally:
+                self._depth = 0
+
+    @contextmanager
+    def _disk_full_named(self) -> Iterator[None]:
+        """SQLite says "database or disk is full"; a person needs to hear "disk full"."""
         try:
             yield
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_FULL:
+                raise DiskFull(f"disk full: cannot write to {self.path}") from exc
             raise
-        else:
-            self.conn.execute("COMMIT")
-        finally:
-            self._depth = 0
+
+    def _roll_back(self) -> None:
+        # SQLite rolls a transaction back by itself after some errors (a full disk, an I/O
+        # error); a ROLLBACK then fails and its message would hide the real error.
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
 
     # --- schema ------------------------------------------------------------------------
 
