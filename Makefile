@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format clean bench
+.PHONY: run test lint format clean bench corpus
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,13 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format aggregator tests benchmarks
 	$(BIN)/ruff check --fix aggregator tests benchmarks
+
+# feedparser's own test corpus (about 2,250 hostile documents; BSD-style licence, kept with
+# them) from the package index into .cache/, each served as a source to one `fetch`.
+CORPUS_CACHE := .cache/feedparser-corpus
+corpus: $(STAMP)
+	$(BIN)/python -m tests.corpus download $(CORPUS_CACHE)
+	FEEDPARSER_CORPUS=$(CORPUS_CACHE) $(BIN)/python -m pytest -q -s tests/test_corpus.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
