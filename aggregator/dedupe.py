@@ -165,13 +165,14 @@ class Candidate:
     title_key: str
     published: datetime
     content_hash: str
-    text: str = ""  # seed body, for the summary-containment match
+    text: str = ""  # a seed's whole text: for the summary-containment match and re-imports
 
 
 class Action(StrEnum):
     NEW = "new"  # store a new item
     REVISE = "revise"  # the story changed: new revision of item_id
     MERGE = "merge"  # a seeded item gains the live entry's link and guid
+    SEED_TEXT = "seed-text"  # a merged seed's text changed: a revision of only its text
     UNCHANGED = "unchanged"  # nothing to write
 
 
@@ -264,6 +265,12 @@ def intents_for(
         taken[match.id] = ident.guid_key
         if _is_unmerged_seed(match) and _is_live(entry):
             intents.append(Intent(Action.MERGE, entry, ident, digest, match.id))
+        elif _is_merged_seed(match) and not _is_live(entry):
+            # The live source owns a merged item's title, summary and version; the seed
+            # (re-imported) brings only its whole text.
+            changed = entry.content_text and entry.content_text != match.text
+            action = Action.SEED_TEXT if changed else Action.UNCHANGED
+            intents.append(Intent(action, entry, ident, digest, match.id))
         elif match.content_hash != digest:
             intents.append(Intent(Action.REVISE, entry, ident, digest, match.id))
         else:
@@ -281,6 +288,10 @@ def _is_unmerged_seed(candidate: Candidate) -> bool:
         and candidate.canonical_url is None
         and candidate.guid_key is None
     )
+
+
+def _is_merged_seed(candidate: Candidate) -> bool:
+    return candidate.origin is Origin.SEED and not _is_unmerged_seed(candidate)
 
 
 class _CandidateIndex:

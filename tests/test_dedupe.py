@@ -302,6 +302,22 @@ def test_a_merged_seed_is_then_found_by_its_link_and_not_merged_again():
     assert decide([live()], [merged]) == [(Action.UNCHANGED, 100)]
 
 
+def test_a_reimported_seed_brings_only_its_text_to_the_merged_item():
+    merged = Candidate(
+        **{
+            **{f: getattr(seed(), f) for f in Candidate.__slots__},
+            "canonical_url": CANONICAL,
+            "content_hash": dedupe.content_hash(live()),
+        }
+    )
+    again = Entry(title="Partners discuss strengthened cooperation", published=DAY,
+                  content_text=SEED_TEXT)  # fmt: skip
+    longer = Entry(title=again.title, published=DAY, content_text=SEED_TEXT + " More.")
+    assert decide([again], [merged], "seed") == [(Action.UNCHANGED, 100)]
+    assert decide([longer], [merged], "seed") == [(Action.SEED_TEXT, 100)]
+    assert decide([live()], [merged]) == [(Action.UNCHANGED, 100)]
+
+
 def test_one_seed_takes_one_live_story():
     a = live(link="https://www.nato.int/a.htm")
     b = live(link="https://www.nato.int/b.htm", title="Partners discuss strengthened cooperation!")
@@ -404,7 +420,8 @@ def test_a_feed_of_template_titles_keeps_every_guid_and_still_joins_the_same_sto
         project.config.read_text(encoding="utf-8")
         + f'\n[[sources]]\nid = "mirror"\ntitle = "Mirror"\nurl = "{mirror}"\ninterval = "30m"\n'
     )
-    fetched = project.cli("fetch").stdout.splitlines()
+    # One source after the other: polled together, either may be first to store the story.
+    fetched = [project.cli("fetch", source).stdout for source in ("nato-news", "mirror")]
     assert [line.split(",")[:3] for line in fetched] == [
         ["nato-news: 200", f" {len(rss_items(*briefings, story))} bytes", f" {BRIEFINGS + 1} new"],
         ["mirror: 200", f" {len(rss_items(mirrored))} bytes", " 0 new"],

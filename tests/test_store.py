@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 
 import pytest
 
 from aggregator import ingest
 from aggregator.models import Entry, Origin
+from aggregator.parse.seed import read_seed_file, seed_files
 from aggregator.store import SCHEMA_VERSION, Archive, ArchiveError
 from aggregator.store.codec import now
-from tests.conftest import SEEDS
+from aggregator.store.sources import SEED_SOURCE_ID
+from tests.conftest import FIXTURES, SEEDS
+
+NATO_URL = "https://www.nato.int/cps/rss/en/natohq/rssFeed.xsl/rssFeed.xml"
 
 
 @pytest.fixture
@@ -98,3 +103,51 @@ def test_a_bad_seed_file_imports_nothing(archive, tmp_path):
     with pytest.raises(ValueError, match=r"b\.txt: .*--reference-date"):
         ingest.import_seeds(archive, [folder])
     assert archive.count_items() == 0
+
+
+def store_cut_seeds(project) -> list[Entry]:
+    """An archive made before seeds kept their whole text: their summaries were cut and
+    listing items had no content."""
+    entries = [e for path in seed_files(SEEDS) for e in read_seed_file(path)]
+    gone = {"content_html": None, "content_text": None, "summary_html": ""}
+    cut = [replace(e, summary_text=e.summary_text[:200], **gone) for e in entries]
+    with Archive(project.database) as archive:
+        archive.ensure_seed_source()
+        ingest.store_entries(archive, cut, SEED_SOURCE_ID, Origin.SEED)
+    return entries
+
+
+def test_reimporting_seeds_into_an_archive_of_cut_seeds_revises_them_in_place(project):
+    entries = store_cut_seeds(project)
+    assert project.cli("search", '"Mission to NATO"').stdout.strip() == "no items"
+
+    done = project.cli("import-seeds")
+    assert done.stdout.strip() == f"seeds: 0 new, {len(entries)} updated, 0 unchanged"
+    with Archive(project.database) as archive:
+        items = archive.list_items(origin=Origin.SEED)
+        assert sorted(i.title for i in items) == sorted(e.title for e in entries)
+        assert {i.revision for i in items} == {2}
+        assert all(i.content_text for i in items)
+    assert "Serbia" in project.cli("search", '"Mission to NATO"').stdout
+    assert project.cli("import-seeds").stdout.strip().endswith(f"{len(entries)} unchanged")
+
+
+def test_reimporting_seeds_merged_with_live_stories_completes_their_text_once(project, feed_server):
+    """The live source owns a merged item's title, summary and version; the seed brings
+    its whole text, once: neither a second import nor the next poll revises it again."""
+    nato = (FIXTURES / "nato-news-2022-11-26.rss").read_bytes()
+    url = feed_server.route("/nato.rss", body=nato)
+    project.replace_in_config(NATO_URL, url)
+    store_cut_seeds(project)
+    assert ", 3 new, 7 updated, " in project.cli("fetch").stdout  # 7 seeds merged
+
+    assert project.cli("import-seeds").stdout.strip() == "seeds: 0 new, 10 updated, 0 unchanged"
+    assert project.cli("import-seeds").stdout.strip() == "seeds: 0 new, 0 updated, 10 unchanged"
+    feed_server.route("/nato.rss", body=nato + b"<!-- other bytes, same stories -->")
+    polled = project.cli("fetch", "--force").stdout
+    assert polled.startswith("nato-news: 200, ") and ", 0 new, 0 updated, " in polled
+    with Archive(project.database) as archive:
+        seeds = archive.list_items(origin=Origin.SEED)
+        assert sum(1 for item in seeds if item.link) == 7
+        assert {item.revision for item in seeds} == {2}
+    assert "Serbia" in project.cli("search", '"Mission to NATO"').stdout

@@ -106,6 +106,10 @@ class ItemsMixin:
                     self._merge(intent, seen)
                     changed.append(intent.item_id)
                     updated += 1
+                elif intent.action is Action.SEED_TEXT:
+                    self._replace_seed_text(intent, seen)
+                    changed.append(intent.item_id)
+                    updated += 1
                 else:
                     unchanged += 1
         return IngestCounts(new, updated, unchanged, tuple(changed))
@@ -249,10 +253,7 @@ class ItemsMixin:
                 intent.item_id,
             ),
         )
-        revision = self.conn.execute(
-            "SELECT revision FROM items WHERE id = ?", (intent.item_id,)
-        ).fetchone()[0]
-        self._record_revision(intent.item_id, revision, seen)
+        self._record_revision(intent.item_id, seen)
 
     def _merge(self: Archive, intent: Intent, seen: datetime) -> None:
         """A seeded article gains the live entry's link and guid; its text stays.
@@ -282,13 +283,25 @@ class ItemsMixin:
             ),
         )
 
-    def _record_revision(self: Archive, item_id: int, revision: int, seen: datetime) -> None:
+    def _replace_seed_text(self: Archive, intent: Intent, seen: datetime) -> None:
+        """A merged seed's whole text, re-imported; its live source's fields stay."""
+        entry = intent.entry
+        self.conn.execute(
+            """UPDATE items SET content_html = ?, content_text = ?, last_seen = ?,
+                   revision = revision + 1
+               WHERE id = ?""",
+            (entry.content_html, entry.content_text, to_text(seen), intent.item_id),
+        )
+        self._record_revision(intent.item_id, seen)
+
+    def _record_revision(self: Archive, item_id: int, seen: datetime) -> None:
+        """Copy the item, as it now is, into its revision history."""
         self.conn.execute(
             """INSERT INTO item_revisions (item_id, revision, recorded_at, title, summary_html,
                    content_html, content_hash, published, updated)
-               SELECT id, ?, ?, title, summary_html, content_html, content_hash, published,
-                   updated FROM items WHERE id = ?""",
-            (revision, to_text(seen), item_id),
+               SELECT id, revision, ?, title, summary_html, content_html, content_hash,
+                   published, updated FROM items WHERE id = ?""",
+            (to_text(seen), item_id),
         )
 
     # --- reading ---------------------------------------------------------------------------
