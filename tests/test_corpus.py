@@ -237,7 +237,10 @@ def feed_entries(feeds: Path, slug: str) -> dict[str, str]:
     it links back to (RFC 5005 prev-archive), as a subscriber paging back would see them."""
     entries: dict[str, str] = {}
     document: Path | None = feeds / f"{slug}.atom"
+    seen: set[Path] = set()
     while document is not None:
+        assert document not in seen, f"prev-archive links loop back to {document}"
+        seen.add(document)
         root = ET.parse(document).getroot()
         for entry in root.iter(f"{ATOM}entry"):
             entries[entry.findtext(f"{ATOM}id") or ""] = entry.findtext(f"{ATOM}title") or ""
