@@ -36,6 +36,8 @@ class _Group(click.Group):
             _die(str(exc), EXIT_CONFIG)
         except KeyboardInterrupt:
             _die("interrupted", 130)
+        except BrokenPipeError:
+            raise  # the reader went away (`| head -1`): click ends quietly, as Unix tools do
         except Exception as exc:
             if os.environ.get("AGGREGATOR_DEBUG"):
                 raise

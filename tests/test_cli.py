@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -164,3 +165,24 @@ def test_reclassify_explain_and_search(project):
     assert bad.returncode == 1 and bad.stderr.startswith("error: cannot search")
     missing = project.cli("explain", "9999", check=False)
     assert missing.returncode == 1 and "no item 9999" in missing.stderr
+
+
+def test_output_into_a_closed_pipe_ends_quietly(project):
+    """`aggregator items | head -1`: the reader is gone before the output ends."""
+    project.cli("import-seeds")
+    for args in (["items"], ["items", "--json"], ["sources"]):
+        read, write = os.pipe()
+        os.close(read)  # a reader that has already gone, as `head -1` soon is
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "aggregator", "--config", str(project.config), *args],
+                stdout=write,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=60,
+                cwd=project.root,
+            )
+        finally:
+            os.close(write)
+        assert done.stderr == "", args
+        assert done.returncode in (0, 1), args
