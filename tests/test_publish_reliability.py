@@ -28,6 +28,7 @@ from aggregator import ingest, metrics, publish
 from aggregator.config import Config, load
 from aggregator.models import Entry, Origin
 from aggregator.store import Archive
+from aggregator.store.sources import SourceSpec
 from tests.conftest import ROOT
 
 ESC_TITLE = "Allies meet \x1b[31m in Brussels"
@@ -48,6 +49,8 @@ def _entry(number: int, title: str, day: str = "2024-05-02", summary: str = "", 
     )
 
 
+ODD_URL = "https://odd.example.org/feed.rss"
+ODD = _entry(400005, "A story from a source with an odd title")
 GOOD = _entry(400001, "NATO and Japan meet on partnership and cyber defence")
 ESCAPED = _entry(400002, ESC_TITLE, summary="Text with an escape \x1b here.")
 UNTITLED = _entry(400003, "", summary="An entry whose feed gave it no title.")
@@ -62,6 +65,10 @@ def _store(config: Config, entries: list[Entry], seen: datetime | None = None) -
         ingest.classify_items(archive, config, counts.item_ids)
     assert counts.new == len(entries)
     return list(counts.item_ids)
+
+
+def _specs(config: Config) -> list[SourceSpec]:
+    return [SourceSpec(s.id, s.title, s.url, s.enabled) for s in config.sources]
 
 
 def _documents(folder: Path) -> list[Path]:
@@ -159,6 +166,26 @@ def test_every_format_leaves_out_only_what_it_cannot_hold(config):
     # counted once per feed that had to leave each out, however many documents
     assert _left_out("all", "not_xml_text") == before + 2
     assert not report.failed
+
+
+def test_an_item_no_known_rule_explains_is_found_by_rendering_each_alone(config):
+    """A source whose stored title XML cannot hold (config now refuses one; an older archive
+    may have it) breaks every item from it, though none of their own fields is at fault."""
+    with Archive(config.archive.database) as archive:
+        ingest.sync_sources(archive, config)
+        archive.sync_sources([*_specs(config), SourceSpec("odd", "Odd \x1b source", ODD_URL)])
+        odd = ingest.store_entries(archive, [ODD], "odd", Origin.FEED).item_ids[0]
+        good = ingest.store_entries(archive, [GOOD], "nato-news", Origin.FEED).item_ids[0]
+        before = _left_out("all", "render_error")
+        report = publish.publish_all(archive, config)
+
+    assert [(left.item_id, left.reason) for left in report.left_out] == [(odd, "render_error")]
+    assert _left_out("all", "render_error") == before + 1
+    folder = config.server.feeds_dir
+    for name in ("all.atom", "all.rss", "all/archive/2024-05.atom"):
+        assert _ids_in(folder / name) >= {_atom_id(config, good)}
+        assert _atom_id(config, odd) not in _ids_in(folder / name)
+    assert _atom_id(config, odd) in _ids_in(folder / "all.json")
 
 
 def test_a_second_publish_of_an_archive_with_a_bad_item_rewrites_nothing(config):
