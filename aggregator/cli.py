@@ -3,9 +3,11 @@ calls one library function and prints the result. Errors are one line on stderr.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -86,6 +88,31 @@ class State:
             )
         return archive
 
+    @contextlib.contextmanager
+    def writing(self, command: str, *, sync: bool = False) -> Iterator:
+        """The archive for a command that writes, under the archive lock: a daemon or a
+        restore holding it makes the command wait a few seconds, then refuse (LockHeld)."""
+        from aggregator.lock import WRITER_WAIT, ArchiveLock
+
+        lock = ArchiveLock(self.config.archive.database, command)
+        with lock.acquire(wait=WRITER_WAIT), self.archive(sync=sync) as archive:
+            yield archive
+
+    @contextlib.contextmanager
+    def synced_if_free(self, command: str) -> Iterator:
+        """The archive with config's sources written in first, unless a daemon (which does
+        that itself) or another writer holds it: then as it is."""
+        from aggregator.lock import ArchiveLock, LockHeld
+
+        lock = ArchiveLock(self.config.archive.database, command)
+        with contextlib.suppress(LockHeld):
+            lock.acquire()
+        try:
+            with self.archive(sync=lock.held) as archive:
+                yield archive
+        finally:
+            lock.release()
+
 
 pass_state = click.make_pass_decorator(State)
 
@@ -149,7 +176,7 @@ def import_seeds_command(state: State, paths: tuple[Path, ...], reference_date: 
     for path in paths:
         if not path.exists():
             raise UserError(f"{path}: no such file or folder")
-    with state.archive() as archive:
+    with state.writing("import-seeds") as archive:
         counts = ingest.import_seeds(
             archive, list(paths) or [state.config.archive.seeds], reference_date
         )
@@ -194,7 +221,7 @@ def reclassify_command(state: State) -> None:
     """Score every item against the topics again, then republish."""
     from aggregator import ingest
 
-    with state.archive() as archive:
+    with state.writing("reclassify") as archive:
         count = ingest.reclassify(archive, state.config)
         ingest.publish(archive, state.config)
     click.echo(f"reclassified {count} items")
@@ -446,7 +473,7 @@ def publish_command(state: State, slugs: tuple[str, ...]) -> None:
     from aggregator import publish
 
     config = state.config
-    with state.archive(sync=True) as archive:
+    with state.writing("publish", sync=True) as archive:
         report = publish.publish_feeds(archive, config, slugs or [f.slug for f in config.feeds])
     for feed in report.feeds:
         removed = f", {len(feed.removed)} removed" if feed.removed else ""
@@ -465,7 +492,7 @@ def fetch_command(state: State, source_id: str | None, force: bool) -> None:
     from aggregator import ingest, poll
 
     config = state.config
-    with state.archive(sync=True) as archive:
+    with state.writing("fetch", sync=True) as archive:
         counts = ingest.ensure_seeds(archive, config.archive.seeds)
         if counts:
             ingest.after_ingest(archive, config, counts)
@@ -482,7 +509,7 @@ def fetch_command(state: State, source_id: str | None, force: bool) -> None:
 @pass_state
 def sources_command(state: State, as_json: bool) -> None:
     """Each source's state, last poll, errors and next poll."""
-    with state.archive(sync=True) as archive:
+    with state.synced_if_free("sources") as archive:
         sources = archive.list_sources()
     if as_json:
         for source in sources:

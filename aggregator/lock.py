@@ -1,9 +1,15 @@
-"""One daemon per archive: an advisory lock on `<database>.lock`.
+"""One writer per archive: an advisory lock on `<database>.lock`.
+
+The daemon holds it for its life; every one-off command that writes (`fetch`,
+`import-seeds`, `publish`, `reclassify`, `snapshot restore`) holds it while it runs, so a
+restore can never swap the database under a writer, nor a writer change the database a
+restore is replacing. A one-off writer waits a few seconds for the lock, then refuses.
 
 `flock` locks belong to the open file, so the operating system drops them when the
 holder exits in any way, `kill -9` included: a stale lock cannot outlive its process.
 The lock file stays in place (deleting it would let two processes lock two different
-files of the same name); it holds the holder's PID so the refusal can name it.
+files of the same name); it holds the holder's PID, and on a second line what holds it
+unless that is a daemon, so the refusal can name it.
 """
 
 from __future__ import annotations
@@ -14,15 +20,19 @@ import time
 from pathlib import Path
 
 PID_WAIT = 0.5  # how long to wait for a fresh holder to write its PID
+WRITER_WAIT = 5.0  # how long a one-off writer waits for the lock before it refuses
+RETRY_EVERY = 0.1
+DAEMON = "daemon"
 
 
 class LockHeld(Exception):
     """Another process holds the archive lock; str() is the one line for the user."""
 
-    def __init__(self, database: Path | str, pid: int | None):
-        self.database, self.pid = Path(database), pid
+    def __init__(self, database: Path | str, pid: int | None, holder: str = DAEMON):
+        self.database, self.pid, self.holder = Path(database), pid, holder
         who = f"pid {pid}" if pid else "pid unknown"
-        super().__init__(f"archive {database} is in use by another daemon ({who})")
+        what = "another daemon" if holder == DAEMON else f"aggregator {holder}"
+        super().__init__(f"archive {database} is in use by {what} ({who})")
 
 
 def lock_path(database: Path | str) -> Path:
@@ -30,33 +40,41 @@ def lock_path(database: Path | str) -> Path:
 
 
 class ArchiveLock:
-    """`with ArchiveLock(db):` holds the lock for the block; `acquire()` raises LockHeld."""
+    """`with ArchiveLock(db):` holds the lock for the block; `acquire()` raises LockHeld.
 
-    def __init__(self, database: Path | str):
+    `purpose` names the holder in other processes' refusals: "daemon", or the command
+    ("fetch", "snapshot restore").
+    """
+
+    def __init__(self, database: Path | str, purpose: str = DAEMON):
         self.database = Path(database)
         self.path = lock_path(self.database)
+        self.purpose = purpose
         self._fd: int | None = None
 
     @property
     def held(self) -> bool:
         return self._fd is not None
 
-    def acquire(self) -> ArchiveLock:
+    def acquire(self, wait: float = 0.0) -> ArchiveLock:
+        """Take the lock, waiting up to `wait` seconds for a holder to let go."""
         if self._fd is not None:
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + wait
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pid = _read_pid(fd)
-            os.close(fd)
-            raise LockHeld(self.database, pid) from None
+            while not _try_lock(fd):
+                if time.monotonic() >= deadline:
+                    pid, holder = _read_holder(fd)
+                    raise LockHeld(self.database, pid, holder)
+                time.sleep(RETRY_EVERY)
         except BaseException:
             os.close(fd)
             raise
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        what = "" if self.purpose == DAEMON else f"{self.purpose}\n"
+        os.pwrite(fd, f"{os.getpid()}\n{what}".encode(), 0)
         self._fd = fd
         return self
 
@@ -99,12 +117,26 @@ def holder(database: Path | str) -> int | None:
         os.close(fd)
 
 
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 def _read_pid(fd: int) -> int | None:
+    return _read_holder(fd)[0]
+
+
+def _read_holder(fd: int) -> tuple[int | None, str]:
+    """The holder's PID and purpose, as its lock file says."""
     deadline = time.monotonic() + PID_WAIT
     while True:
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-        if text.isdigit():
-            return int(text)
+        lines = os.pread(fd, 256, 0).decode("utf-8", "replace").splitlines()
+        if lines and lines[0].strip().isdigit():
+            purpose = lines[1].strip() if len(lines) > 1 and lines[1].strip() else DAEMON
+            return int(lines[0]), purpose
         if time.monotonic() >= deadline:
-            return None
+            return None, DAEMON
         time.sleep(0.02)

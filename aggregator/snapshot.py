@@ -34,7 +34,7 @@ from typing import IO, Any
 import click
 
 from aggregator import __version__
-from aggregator.lock import ArchiveLock
+from aggregator.lock import WRITER_WAIT, ArchiveLock
 from aggregator.store import Archive, ArchiveError
 from aggregator.store.codec import now
 
@@ -622,13 +622,16 @@ def _tar_filter() -> dict:
 def restore(config: Any, name: str, progress: Reporter | None = None) -> RestoreReport:
     """Put a snapshot's database in place of the archive's and republish its feeds.
 
-    Holds the archive lock throughout, so it refuses while a daemon runs and no daemon
-    starts half-way. The snapshot is verified before anything is touched.
+    Holds the archive lock from the check to the swap and the republish, so it refuses
+    while a daemon runs, and no daemon or one-off writer (`fetch`...) starts half-way and
+    writes into the database about to be replaced. The snapshot is verified before
+    anything is touched.
     """
     database = Path(config.archive.database)
     snapshots = Path(config.archive.snapshots)
     path = resolve(snapshots, name)
-    with ArchiveLock(database), _unpacked(path, snapshots) as folder:
+    lock = ArchiveLock(database, "snapshot restore")
+    with lock.acquire(wait=WRITER_WAIT), _unpacked(path, snapshots) as folder:
         verify_folder(folder, progress)
         replaced = _swap_in(folder / DATABASE, database)
         note = _republish(database, config, folder / FEEDS)

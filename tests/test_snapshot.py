@@ -20,13 +20,13 @@ import pytest
 from aggregator import config as config_module
 from aggregator import ingest
 from aggregator import snapshot as snap
-from aggregator.lock import ArchiveLock, LockHeld
+from aggregator.lock import WRITER_WAIT, ArchiveLock, LockHeld
 from aggregator.models import Entry, Item, Origin, Precision, Revision, TopicScore
 from aggregator.store import Archive
 from aggregator.store import snapshot as store_snapshot
 from aggregator.store.sources import SourceSpec
 from tests.conftest import ROOT, SEEDS
-from tests.test_lock import hold_in_another_process
+from tests.test_lock import hold_in_another_process, start_cli
 
 SOURCE = SourceSpec("wire", "Wire", "http://127.0.0.1:9/feed.xml")
 START = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
@@ -557,6 +557,31 @@ def test_restore_is_refused_while_a_daemon_holds_the_lock(project, config):
         daemon.wait()
     with ArchiveLock(config.archive.database), pytest.raises(LockHeld):
         snap.restore(config, made.name)
+
+
+def test_a_fetch_under_way_keeps_a_restore_out_and_keeps_its_items(project, config, feed_server):
+    """The restore must not swap the database under a writer: the fetch holds the lock."""
+    made = snap.create(config.archive.database, config.archive.snapshots, config.server.feeds_dir)
+    url = feed_server.feed("/nato.rss", "nato-news-2022-11-26.rss", delay=WRITER_WAIT + 3)
+    project.replace_in_config("https://www.nato.int/cps/rss/en/natohq/rssFeed.xsl/rssFeed.xml", url)
+    fetch = start_cli(project, "fetch")
+    try:
+        deadline = time.monotonic() + 30
+        while not feed_server.requests("/nato.rss") and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the fetch, holding the lock, waits for the server
+        restore = project.cli("snapshot", "restore", made.name, check=False)
+        out, err = fetch.communicate(timeout=60)
+    finally:
+        fetch.kill()
+        fetch.wait()
+    assert restore.returncode == 1
+    assert restore.stderr == (
+        f"error: archive {config.archive.database} is in use by aggregator fetch "
+        f"(pid {fetch.pid})\n"
+    )
+    assert fetch.returncode == 0 and "nato-news: 200" in out and "3 new" in out, out + err
+    with Archive(config.archive.database, readonly=True) as archive:
+        assert archive.get_source("nato-news").item_count == 3
 
 
 # --- the command line ------------------------------------------------------------------------
