@@ -202,6 +202,12 @@ def test_a_second_daemon_on_the_same_archive_refuses_to_start(project, feed_serv
     assert second.returncode != 0
     assert f"pid {first.proc.pid}" in second.stderr
     assert len(second.stderr.strip().splitlines()) == 1
+    # A one-off writer waits a moment for the lock, then refuses the same way.
+    fetch = project.cli("fetch", check=False)
+    assert fetch.returncode == 1 and fetch.stdout == ""
+    assert fetch.stderr == (
+        f"error: archive {project.database} is in use by another daemon (pid {first.proc.pid})\n"
+    )
     assert first.stop() == 0
 
 
