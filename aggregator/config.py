@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from aggregator.parse.text import xml_safe
+
 DEFAULT_PATH = "config.toml"
 ENV_VAR = "AGGREGATOR_CONFIG"
 
@@ -25,7 +27,21 @@ class ConfigError(Exception):
 
     def __init__(self, file: str, key: str, message: str):
         self.file, self.key, self.message = file, key, message
-        super().__init__(f"{file}: {key}: {message}" if key else f"{file}: {message}")
+        line = f"{file}: {key}: {message}" if key else f"{file}: {message}"
+        super().__init__(printable(line))
+
+
+def printable(text: str) -> str:
+    """`text` with each character a terminal would act on (a newline, an ESC) escaped, so that
+    an error quoting a bad value is still one harmless line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escaped(c) for c in text)
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 # --- value checks -------------------------------------------------------------------------
@@ -42,25 +58,35 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
-def _duration_or_zero(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, str):
-        raise ValueError(f'must be a duration like "15m", got {_show(value)}')
-    return parse_duration(value)
+def _duration_up_to(ceiling: str, zero: bool = False) -> Callable[[Any], float]:
+    """A duration check: positive (or zero, if `zero`) and at most `ceiling`.
 
+    Every duration has a ceiling: a duration beyond it is a typo or a wrong unit, and the
+    program adds durations to dates, which overflow ("3000000d" failed every poll)."""
+    most = parse_duration(ceiling)
 
-def _duration(value: Any) -> float:
-    seconds = _duration_or_zero(value)
-    if seconds <= 0:
-        raise ValueError(f'must be a positive duration like "15m", got "{value}"')
-    return seconds
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, str):
+            raise ValueError(f'must be a duration like "15m", got {_show(value)}')
+        seconds = parse_duration(value)
+        if seconds == 0 and not zero:
+            raise ValueError(f'must be a positive duration like "15m", got "{value}"')
+        if seconds > most:
+            raise ValueError(f"must be at most {ceiling}, got {_show(value)}")
+        return seconds
+
+    return check
 
 
 def _show(value: Any) -> str:
-    return f'"{value}"' if isinstance(value, str) else repr(value)
+    text = f'"{value}"' if isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def _http_url(value: Any) -> str:
-    if not isinstance(value, str):
+    # No space or control character: the URL goes into links of published XML, and the
+    # contact URL into the User-Agent header, where a newline fails every request.
+    if not isinstance(value, str) or any(c.isspace() or not c.isprintable() for c in value):
         raise ValueError(f"must be an http or https URL, got {_show(value)}")
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -103,10 +129,15 @@ def _int_range(low: int, high: int) -> Callable[[Any], int]:
     return check
 
 
-def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"must be a number, got {_show(value)}")
-    return float(value)
+def _number_range(low: float, high: float) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"must be a number, got {_show(value)}")
+        if not low <= value <= high:  # also refuses nan and inf, before float() can overflow
+            raise ValueError(f"must be between {low:g} and {high:g}, got {_show(value)}")
+        return float(value)
+
+    return check
 
 
 def _string_list(value: Any) -> tuple[str, ...]:
@@ -126,6 +157,14 @@ class Setting:
 
 
 # --- the table of settings -----------------------------------------------------------------
+
+# Ceilings of durations. Beyond them a value is a typo or a wrong unit, never a wish.
+MAX_TIMEOUT = "1h"  # connect/read: a server silent for an hour is down; fail and back off
+MAX_REST = "30d"  # poll interval, back-off, maintenance: rarer than monthly is `enabled = false`
+MAX_JITTER = "1d"  # it is also cut to a tenth of the source's interval, itself at most 30d
+MAX_LOG_AGE = "3650d"  # ten years of fetch log; older than that is not an operational record
+# Scores add rule weights (the shipped ones are 1 to 3), so no useful score comes near this.
+MAX_SCORE = 1000
 
 ARCHIVE = {
     "database": Setting(_nonempty, "archive/aggregator.db", "SQLite archive file"),
@@ -149,8 +188,10 @@ FETCH = {
         "https://github.com/nato-partnership-aggregator/aggregator",
         "contact URL sent in the User-Agent",
     ),
-    "connect_timeout": Setting(_duration, 10.0, "TCP/TLS connect timeout"),
-    "read_timeout": Setting(_duration, 30.0, "timeout between bytes of a response"),
+    "connect_timeout": Setting(_duration_up_to(MAX_TIMEOUT), 10.0, "TCP/TLS connect timeout"),
+    "read_timeout": Setting(
+        _duration_up_to(MAX_TIMEOUT), 30.0, "timeout between bytes of a response"
+    ),
     "max_bytes": Setting(
         _int_range(1024, 1 << 31), 10_000_000, "response size cap, after decompression"
     ),
@@ -159,21 +200,29 @@ FETCH = {
         5000,
         "entries read from one document; the rest are dropped and the poll says so",
     ),
-    "backoff_max": Setting(_duration, 21600.0, "ceiling of the exponential error back-off"),
+    "backoff_max": Setting(
+        _duration_up_to(MAX_REST), 21600.0, "ceiling of the exponential error back-off"
+    ),
     "allow_fast_polling": Setting(_bool, False, "allow intervals under 15m for non-loopback hosts"),
 }
 DAEMON = {
     "jitter": Setting(
-        _duration_or_zero, 60.0, "random delay added to each poll, at most this long"
+        _duration_up_to(MAX_JITTER, zero=True),
+        60.0,
+        "random delay added to each poll, at most this long",
     ),
-    "fetch_log_max_age": Setting(_duration, 90 * 86400.0, "maintenance trims older fetch log rows"),
-    "maintenance_interval": Setting(_duration, 86400.0, "how often maintenance runs"),
+    "fetch_log_max_age": Setting(
+        _duration_up_to(MAX_LOG_AGE), 90 * 86400.0, "maintenance trims older fetch log rows"
+    ),
+    "maintenance_interval": Setting(
+        _duration_up_to(MAX_REST), 86400.0, "how often maintenance runs"
+    ),
 }
 SOURCE = {
     "id": Setting(_slug, required=True, doc="stable identifier of the source"),
     "title": Setting(_nonempty, required=True, doc="human-readable name"),
     "url": Setting(_http_url, required=True, doc="feed URL (http or https)"),
-    "interval": Setting(_duration, 1800.0, "poll interval"),
+    "interval": Setting(_duration_up_to(MAX_REST), 1800.0, "poll interval"),
     "enabled": Setting(_bool, True, "false keeps the source's items but stops polling it"),
 }
 FEED = {
@@ -181,7 +230,9 @@ FEED = {
     "title": Setting(_nonempty, required=True, doc="feed title"),
     "subtitle": Setting(_string, "", "feed subtitle"),
     "topics": Setting(_string_list, (), "topics whose items the feed carries; empty = every item"),
-    "min_score": Setting(_number, 0.0, "minimum topic score (0 = the topic's own threshold)"),
+    "min_score": Setting(
+        _number_range(0, MAX_SCORE), 0.0, "minimum topic score (0 = the topic's own threshold)"
+    ),
     "limit": Setting(_int_range(1, 1000), 50, "entries in the current document"),
 }
 
@@ -280,6 +331,8 @@ def load(path: Path | str) -> Config:
         raise ConfigError(name, "", f"cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(name, "", f"not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(name, "", "not valid TOML: nested too deeply") from None
     return _build(raw, path)
 
 
@@ -291,6 +344,7 @@ def _build(raw: dict[str, Any], path: Path) -> Config:
     for key in raw:
         if key not in _TOP_LEVEL:
             raise ConfigError(name, key, "unknown key")
+    _check_text(raw, "", name)
     base = path.resolve().parent
     archive = _section(raw, "archive", ARCHIVE, name)
     server = _section(raw, "server", SERVER, name)
@@ -322,6 +376,30 @@ def _build(raw: dict[str, Any], path: Path) -> Config:
     )
     _check_topics(config, name)
     return config
+
+
+def _check_text(value: Any, where: str, name: str) -> None:
+    """Every string of the file, its keys too, must be text XML can hold: titles, topic names
+    and URLs end up in published documents, where one ESC would make each of them unwritable.
+    `xml_safe` is the one definition of that text, the same one every parsed entry passes."""
+    if isinstance(value, str):
+        if bad := _not_xml(value):
+            raise ConfigError(name, where, f"contains {bad}, which XML cannot hold")
+    elif isinstance(value, dict):
+        for key, inner in value.items():
+            if bad := _not_xml(key):
+                raise ConfigError(name, where, f'key "{key}" contains {bad}, which XML cannot hold')
+            _check_text(inner, f"{where}.{key}" if where else key, name)
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            _check_text(inner, f"{where}[{index}]", name)
+
+
+def _not_xml(text: str) -> str | None:
+    """The first character of `text` that XML cannot hold, as "U+001B"; None if there is none."""
+    if xml_safe(text) == text:
+        return None
+    return next(f"U+{ord(c):04X}" for c in text if xml_safe(c) != c)
 
 
 def _check_topics(config: Config, name: str) -> None:

@@ -105,3 +105,82 @@ def test_jitter_may_be_zero_but_intervals_may_not(tmp_path):
     assert load(write(tmp_path, BASE + '[daemon]\njitter = "0s"\n')).daemon.jitter == 0
     error = error_for(tmp_path, BASE.replace('"30m"', '"0s"'))
     assert error.key == "sources[0].interval" and "positive" in str(error)
+
+
+# --- check-config refuses what would fail later ----------------------------------------------
+
+FEED_TITLE = 'title = "NATO partnerships"'
+SUBTITLE = 'subtitle = "NATO news about its partners and partnership programmes"'
+HUGE = "1" + "0" * 400  # TOML integers have no size limit; as a float this overflows
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "fragment"),
+    [
+        # durations that overflow the scheduler's or maintenance's date arithmetic
+        ('interval = "30m"', 'interval = "3000000d"', "sources[0].interval", "at most 30d"),
+        ('interval = "30m"', f'interval = "{HUGE}s"', "sources[0].interval", "at most 30d"),
+        ('connect_timeout = "10s"', 'connect_timeout = "2h"', "fetch.connect_timeout", "1h"),
+        ('read_timeout = "30s"', 'read_timeout = "90m"', "fetch.read_timeout", "at most 1h"),
+        ('backoff_max = "6h"', 'backoff_max = "400d"', "fetch.backoff_max", "at most 30d"),
+        ('jitter = "60s"', 'jitter = "30d"', "daemon.jitter", "at most 1d"),
+        ('fetch_log_max_age = "90d"', 'fetch_log_max_age = "3000000d"', "daemon.fetch_log_max_age",
+         "at most 3650d"),
+        ('maintenance_interval = "1d"', 'maintenance_interval = "60d"',
+         "daemon.maintenance_interval", "at most 30d"),
+        # numbers that are no numbers, or absurd
+        (SUBTITLE, SUBTITLE + "\nmin_score = nan", "feeds[0].min_score", "between 0 and 1000"),
+        (SUBTITLE, SUBTITLE + "\nmin_score = inf", "feeds[0].min_score", "between 0 and 1000"),
+        (SUBTITLE, SUBTITLE + f"\nmin_score = {HUGE}", "feeds[0].min_score", "between 0 and"),
+        (SUBTITLE, SUBTITLE + "\nmin_score = -1.5", "feeds[0].min_score", "between 0 and 1000"),
+        # text that a published XML document cannot hold
+        (FEED_TITLE, 'title = "NATO\\u001b partnerships"', "feeds[0].title", "U+001B"),
+        (SUBTITLE, 'subtitle = "News\\u0000"', "feeds[0].subtitle", "U+0000"),
+        (FEED_TITLE, 'title = "NATO \\uFFFE"', "feeds[0].title", "U+FFFE"),
+        ('title = "NATO News"', 'title = "NATO\\u0007News"', "sources[0].title", "U+0007"),
+        ('base_url = "http://127.0.0.1:8080"', 'base_url = "http://127.0.0.1:8080/\\u0001"',
+         "server.base_url", "U+0001"),
+        ('base_url = "http://127.0.0.1:8080"', 'base_url = "http://127.0.0.1:8080/a b"',
+         "server.base_url", "http or https URL"),
+        ("topics.indo-pacific", 'topics."indo\\u0008pacific"', "topics", "U+0008"),
+        ('description = "NATO\'s relations', 'description = "\\u001fNATO\'s relations',
+         "topics.partnerships.description", "U+001F"),
+        ('"Partnership for Peace"', '"Partnership\\u0003for Peace"',
+         "lists.partnership_frameworks[0]", "U+0003"),
+        # a header the HTTP client would refuse on every poll
+        ('user_agent_contact = "https://github.com/', 'user_agent_contact = "https://x.org/\\n',
+         "fetch.user_agent_contact", "http or https URL"),
+    ],
+)  # fmt: skip
+def test_check_config_refuses_what_would_fail_later(project, old, new, key, fragment):
+    project.replace_in_config(old, new)
+    result = project.cli("check-config", check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"{project.config}: {key}: "), line
+    assert fragment in line, line
+    assert line.isprintable(), line  # no control character reaches the terminal
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ('interval = "30m"', 'interval = "30d"'),
+        ('connect_timeout = "10s"', 'connect_timeout = "1h"'),
+        ('backoff_max = "6h"', 'backoff_max = "30d"'),
+        ('jitter = "60s"', 'jitter = "1d"'),
+        ('fetch_log_max_age = "90d"', 'fetch_log_max_age = "3650d"'),
+        (SUBTITLE, SUBTITLE + "\nmin_score = 1000"),
+        (FEED_TITLE, 'title = "NATO\\tpartnerships\\nand friends"'),  # XML holds tab and LF
+    ],
+)
+def test_check_config_accepts_the_ceilings_themselves(project, old, new):
+    project.replace_in_config(old, new)
+    assert project.cli("check-config").returncode == 0
+
+
+def test_a_file_nested_too_deeply_is_one_line_not_a_traceback(project):
+    project.write_config("a = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    result = project.cli("check-config", check=False)
+    assert result.returncode == 2
+    assert result.stderr == f"{project.config}: not valid TOML: nested too deeply\n"
