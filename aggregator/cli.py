@@ -8,7 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -49,11 +49,14 @@ class _Group(click.Group):
 def _one_line(exc: Exception) -> str:
     from aggregator.lock import LockHeld
     from aggregator.parse.seed import SeedError
+    from aggregator.publish import PublishError
     from aggregator.snapshot import SnapshotError
     from aggregator.store import ArchiveError
 
     message = " ".join(str(exc).split()) or type(exc).__name__
-    known = UserError | SeedError | ArchiveError | ValueError | LockHeld | SnapshotError
+    known = (
+        UserError | SeedError | ArchiveError | ValueError | LockHeld | SnapshotError | PublishError
+    )
     if isinstance(exc, known):
         return f"error: {message}"
     return f"error: {type(exc).__name__}: {message} (set AGGREGATOR_DEBUG=1 for a traceback)"
@@ -180,8 +183,22 @@ def import_seeds_command(state: State, paths: tuple[Path, ...], reference_date: 
         counts = ingest.import_seeds(
             archive, list(paths) or [state.config.archive.seeds], reference_date
         )
-        ingest.after_ingest(archive, state.config, counts)
+        published = ingest.after_ingest(archive, state.config, counts)
+        problem = None if published else _publish_problem(archive)
     click.echo(f"seeds: {counts.new} new, {counts.updated} updated, {counts.unchanged} unchanged")
+    if problem:
+        _die(f"error: {problem}", EXIT_FAILURE)
+
+
+def _publish_problem(archive) -> str | None:
+    """One line when the newest publish failed (the archive owes it), else None."""
+    state = archive.publish_state()
+    if not state.failing:
+        return None
+    return (
+        "the feeds are not published (retried by the next fetch or daemon tick): "
+        f"{state.last_error}"
+    )
 
 
 @cli.command("items")
@@ -470,17 +487,23 @@ def _size(size: float) -> str:
 @pass_state
 def publish_command(state: State, slugs: tuple[str, ...]) -> None:
     """Render the output feeds (default: all) into server.feeds_dir; unchanged files stay."""
-    from aggregator import publish
+    from aggregator import ingest
+    from aggregator.publish import PublishError
 
-    config = state.config
+    failure = None
     with state.writing("publish", sync=True) as archive:
-        report = publish.publish_feeds(archive, config, slugs or [f.slug for f in config.feeds])
-    for feed in report.feeds:
+        try:
+            report = ingest.publish(archive, state.config, slugs or None)
+        except PublishError as exc:  # recorded in the archive: owed until a run settles it
+            report, failure = exc.report, str(exc)
+    for feed in report.feeds if report else ():
         removed = f", {len(feed.removed)} removed" if feed.removed else ""
         click.echo(
             f"{feed.slug}: {feed.entries} entries, {feed.months} archive months, "
             f"{len(feed.written)} written, {feed.unchanged} unchanged{removed}"
         )
+    if failure:
+        _die(f"error: {failure}", EXIT_FAILURE)
 
 
 @cli.command("fetch")
@@ -491,14 +514,18 @@ def fetch_command(state: State, source_id: str | None, force: bool) -> None:
     """Poll every enabled source (or one) once and ingest what is new."""
     from aggregator import ingest, poll
 
-    config = state.config
+    config, began = state.config, datetime.now(UTC)
     with state.writing("fetch", sync=True) as archive:
         counts = ingest.ensure_seeds(archive, config.archive.seeds)
         if counts:
             ingest.after_ingest(archive, config, counts)
         reports = poll.poll_all(config, archive, source_id, force)
+        poll.settle_owed_publish(archive, config, began)
+        problem = _publish_problem(archive)
     for report in reports:
         click.echo(poll.summary_line(report))
+    if problem:
+        _die(f"error: {problem}", EXIT_FAILURE)
     polled = [r for r in reports if not r.skipped]
     if polled and all(r.error for r in polled):
         sys.exit(EXIT_FAILURE)

@@ -445,6 +445,19 @@ def _after_ingest(archive: Archive, config: Config, counts: IngestCounts, source
         log.exception("after-ingest work for %s failed", source_id)
 
 
+# --- the publish a run owes ----------------------------------------------------------------
+
+
+def settle_owed_publish(archive: Archive, config: Config, began: datetime) -> bool | None:
+    """At the end of a run (a `fetch`, a daemon tick): publish what the archive owes from
+    before, as `ingest.settle_publish` does, unless a publish already failed since `began`
+    (trying again at once would fail the same way). None: nothing owed or not tried now."""
+    failure = archive.publish_state().last_failure
+    if failure is not None and failure >= began:
+        return None
+    return ingest.settle_publish(archive, config)
+
+
 # --- every source, for the CLI -------------------------------------------------------------
 
 

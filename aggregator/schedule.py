@@ -158,7 +158,7 @@ class Daemon:
         if not ingest.reclassify_if_rules_changed(self.archive, self.config):
             # Items stored just before a crash may have missed classification.
             ingest.classify_items(self.archive, self.config, self.archive.unscored_item_ids())
-        ingest.publish(self.archive, self.config)
+        self._publish_or_owe(self.config, "at start-up")
         if self._on_ready:
             self._on_ready(
                 self.archive.list_items(limit=SHOWN_AT_START), self.archive.count_items()
@@ -240,16 +240,30 @@ class Daemon:
             return
         task = asyncio.current_task()
         self._inflight.add(task)
+        began = _now()
         try:
             report = await poll_source(
                 self.archive, self.config, source_id, self.fetcher, stopping=self._stopping
             )
+            _log_poll(report)
+            if not self._stopping.is_set():
+                await self._settle_publish(began)
         except Exception as exc:  # one bad poll must not take the daemon down
             event(log, "poll crashed", logging.ERROR, source=source_id, error=repr(exc))
-            return
         finally:
             self._inflight.discard(task)
-        _log_poll(report)
+
+    async def _settle_publish(self, began: datetime) -> None:
+        """Each tick publishes what the archive owes: a publish that failed, or one a
+        process that died after its ingest never ran."""
+        from aggregator.poll import settle_owed_publish
+
+        async with self._db_lock:
+            settled = await asyncio.to_thread(settle_owed_publish, self.archive, self.config, began)
+        if settled:
+            event(log, "owed publish settled")
+        elif settled is False:
+            event(log, "publish failed again; retried after the next poll", logging.ERROR)
 
     async def _maintenance(self) -> None:
         from aggregator import ingest
@@ -289,7 +303,7 @@ class Daemon:
             if plan.reclassify:
                 await asyncio.to_thread(ingest.reclassify, self.archive, new)
             if plan.republish:
-                await asyncio.to_thread(ingest.publish, self.archive, new)
+                await asyncio.to_thread(self._publish_or_owe, new, "after reload")
             states = {
                 s.id: await asyncio.to_thread(self.archive.get_source, s.id)
                 for s in plan.add + plan.reschedule
@@ -311,6 +325,18 @@ class Daemon:
             changed=",".join(s.id for s in plan.reschedule) or "-",
             reclassified=plan.reclassify,
         )
+
+    def _publish_or_owe(self, config: Config, when: str) -> None:
+        """Publish every feed. A failure is recorded in the archive as owed and settled by
+        a later poll tick; the daemon goes on serving what was published before."""
+        from aggregator import ingest
+        from aggregator.publish import PublishError
+
+        try:
+            ingest.publish(self.archive, config)
+        except PublishError as exc:
+            message = f"publish {when} failed; retried after each poll"
+            event(log, message, logging.ERROR, error=str(exc))
 
     def _request_stop(self, name: str) -> None:
         if not self._stopping.is_set():

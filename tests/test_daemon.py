@@ -347,3 +347,27 @@ def test_a_source_answering_oddly_is_recorded_as_failing_and_backs_off(
     assert health["nato"]["consecutive_errors"] == 0
     assert count(project, "SELECT count(*) FROM items WHERE source_id = 'nato'") == 3
     assert daemon.stop() == 0
+
+
+def test_the_daemon_starts_when_publishing_fails_and_settles_the_debt_once_it_can(
+    project, feed_server, daemons
+):
+    url = feed_server.feed("/nato.rss", "nato-news-2022-11-26.rss")
+    port = free_port()
+    configure(project, [source_block("nato", url)], port)
+    (project.root / "blocked").write_text("a file where the feeds folder's parent must be\n")
+    project.replace_in_config('feeds_dir = "feeds"', 'feeds_dir = "blocked/feeds"')
+    daemon = daemons(project, port)
+    daemon.wait_ready()  # it used to exit 1 here
+    assert "publish at start-up failed" in daemon.log()
+    daemon.wait_for(lambda: "source=nato" in daemon.log(), what="a poll")
+    assert count(project, "SELECT count(*) FROM items WHERE source_id = 'nato'") == 3
+    published = project.root / "blocked" / "feeds" / "all.atom"
+    assert not published.exists()
+
+    (project.root / "blocked").unlink()  # the folder can be made now
+    daemon.wait_for(published.exists, what="the owed publish")
+    daemon.wait_for(lambda: "owed publish settled" in daemon.log(), what="the settle line")
+    assert "news_209611" in published.read_text(encoding="utf-8")
+    assert "poll crashed" not in daemon.log()
+    assert daemon.stop() == 0

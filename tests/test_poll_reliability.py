@@ -280,3 +280,50 @@ def test_a_really_full_disk_says_disk_full_not_cannot_rollback(
         assert conn.execute("SELECT count(*) FROM items WHERE source_id = 'big'").fetchone()[0] == 0
     finally:
         conn.close()
+
+
+# --- case 6: a publish that failed is owed, and the next run settles it -------------------------
+
+
+def block_the_feeds_folder(project) -> None:
+    """A feeds folder that cannot be made (tests run as root: a file where a folder must be)."""
+    (project.root / "blocked").write_text("a file where the feeds folder's parent must be\n")
+    project.replace_in_config('feeds_dir = "feeds"', 'feeds_dir = "blocked/feeds"')
+
+
+def test_fetch_fails_when_publishing_failed_and_the_next_fetch_settles_it(project, feed_server):
+    url = feed_server.feed("/nato.rss", "nato-news-2022-11-26.rss")
+    project.replace_in_config("https://www.nato.int/cps/rss/en/natohq/rssFeed.xsl/rssFeed.xml", url)
+    block_the_feeds_folder(project)
+
+    failed = project.cli("fetch", check=False)
+    assert failed.returncode == 1
+    assert failed.stdout.startswith("nato-news: 200, 7810 bytes, 3 new, 7 updated")  # stored
+    last = failed.stderr.splitlines()[-1]
+    assert last.startswith("error: the feeds are not published (retried by the next fetch ")
+    assert "blocked/feeds" in last
+
+    (project.root / "blocked").unlink()  # the folder can be made again
+    settled = project.cli("fetch", check=False)
+    assert settled.returncode == 0, settled.stderr
+    assert settled.stdout.startswith("nato-news: skipped, not due")  # nothing new: it settles
+    all_atom = (project.root / "blocked" / "feeds" / "all.atom").read_text(encoding="utf-8")
+    assert "news_209611" in all_atom
+
+
+def test_publish_reclassify_and_import_seeds_fail_in_one_line_when_publishing_failed(project):
+    block_the_feeds_folder(project)
+    for command in (["import-seeds"], ["publish"], ["reclassify"]):
+        failed = project.cli(*command, check=False)
+        assert failed.returncode == 1, command
+        last = failed.stderr.splitlines()[-1]
+        assert last.startswith("error: ") and "blocked/feeds" in last, (command, last)
+        assert "Traceback" not in failed.stderr
+    (project.root / "blocked").unlink()
+    assert project.cli("publish").returncode == 0
+    archive = Archive(load(project.config).archive.database)
+    try:
+        state = archive.publish_state()
+        assert not state.owed and not state.failing
+    finally:
+        archive.close()
