@@ -359,7 +359,7 @@ async def in_own_thread(func: Callable[..., T], *args: Any) -> T:
         with contextlib.suppress(RuntimeError):  # the loop is closed: the process is ending
             loop.call_soon_threadsafe(settle, value, error)
 
-    threading.Thread(target=run, name=f"{getattr(func, '__name__', 'work')}", daemon=True).start()
+    threading.Thread(target=run, name=getattr(func, "__name__", "work"), daemon=True).start()
     return await future
 
 
@@ -441,8 +441,8 @@ def _record(
 def _after_ingest(archive: Archive, config: Config, counts: IngestCounts, source_id: str) -> None:
     try:
         ingest.after_ingest(archive, config, counts)
-    except Exception:  # the items are stored; classify/publish catch up on the next change
-        log.exception("after-ingest work for %s failed", source_id)
+    except Exception as exc:  # the items are stored and the publish owed: a later run settles
+        _log_fault("after-ingest work for %s failed", source_id, exc)
 
 
 # --- the publish a run owes ----------------------------------------------------------------
