@@ -30,7 +30,7 @@ from feedparser.encodings import convert_to_utf8
 
 from aggregator.models import Entry, Precision
 from aggregator.parse import dates
-from aggregator.parse.sanitize import html_to_text, sanitize_html
+from aggregator.parse.sanitize import html_to_text, sanitize_html, sanitized_html_to_text
 
 _ENTITY_DECLARATION = re.compile(rb"<!ENTITY", re.IGNORECASE)
 # NATO's pubDate, "09 Nov. 2022 12:00:00 GMT": a day, always at noon.
@@ -174,16 +174,18 @@ def sanitize(fragment: str) -> str:
 
 
 def text_of(fragment: str) -> str:
-    """`html_to_text`, without parsing text that has no markup."""
+    """`html_to_text` for sanitized HTML, without parsing text that has no markup."""
     if _PLAIN.fullmatch(fragment):
         lines = (" ".join(line.split()) for line in fragment.splitlines())
         return "\n".join(line for line in lines if line)
-    return html_to_text(fragment)
+    return sanitized_html_to_text(fragment)
 
 
 def _content(raw: Mapping[str, Any], base: str, summary_html: str) -> str | None:
+    # feedparser copies an Atom entry's content into a missing summary: sanitize it once.
+    summary = _get(raw, "summary")
     parts = [
-        _html(part, _get(part, "value"), base)
+        _html(part, _get(part, "value"), base) if _get(part, "value") != summary else summary_html
         for part in _get(raw, "content") or ()
         if _get(part, "value")
     ]

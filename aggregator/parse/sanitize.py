@@ -2,6 +2,10 @@
 
 Sanitizing happens once, when entries are parsed, before anything is stored: what the
 archive holds is already safe to publish and to show.
+
+Both nh3 (html5ever's tree builder scans the stack of open elements for each start tag)
+and the text renderer see markup only after `limit_depth`: 100,000 nested <div> cost a
+minute of CPU in nh3, quadratic in depth, and any fragment a feed sends may be that.
 """
 
 from __future__ import annotations
@@ -30,13 +34,55 @@ ALLOWED_ATTRIBUTES = {
 URL_SCHEMES = {"http", "https", "mailto"}
 _BLOCKS = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote"}
 
+MAX_DEPTH = 100  # elements open at once; start tags deeper than this are dropped, text kept
+_SHORT = 2000  # characters: at most 1,000 attributes, which html5ever checks in a millisecond
+# Markup as the HTML tokenizer reads it: a tag ends at the first ">" outside a quoted
+# attribute value (or at the end, which drops it); comments, doctypes and "bogus comments".
+_MARKUP = re.compile(
+    r"<(?P<end>/?)(?P<name>[A-Za-z][^\t\n\f\r />]*)"
+    r"(?P<attributes>(?:[\t\n\f\r /]+|[^\t\n\f\r />][^\t\n\f\r />=]*"
+    r"(?:[\t\n\f\r ]*=[\t\n\f\r ]*(?:\"[^\"]*\"?|'[^']*'?|[^\t\n\f\r >]*))?)*)"
+    r"(?P<close>>|\Z)"
+    r"|<!--(?:-?>|.*?(?:--!?>|\Z))"
+    r"|<[!?/][^>]*>?",
+    re.DOTALL,
+)
+_ATTRIBUTE = re.compile(
+    r"([^\t\n\f\r />][^\t\n\f\r />=]*)"
+    r"(?:[\t\n\f\r ]*=[\t\n\f\r ]*(?:\"([^\"]*)\"?|'([^']*)'?|([^\t\n\f\r >]*)))?"
+)
+# Only these tags are written back: nh3 keeps no others (only their content); and only the
+# attributes nh3 may keep, once each (html5ever checks duplicates in quadratic time).
+_PLAIN_NAME = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+_KEPT_ATTRIBUTES = frozenset().union(*ALLOWED_ATTRIBUTES.values())
+_MAY_KEEP = re.compile("|".join(sorted(_KEPT_ATTRIBUTES)), re.IGNORECASE)
+_VOID = frozenset({
+    "area", "base", "br", "col", "embed", "hr", "image", "img", "input", "keygen", "link",
+    "meta", "param", "source", "track", "wbr",
+})  # fmt: skip
+_INLINE = frozenset({
+    "a", "abbr", "b", "big", "cite", "code", "em", "font", "i", "nobr", "q", "s", "small",
+    "span", "strike", "strong", "sub", "sup", "tt", "u",
+})  # fmt: skip
+# A start tag of the key closes an open element of its group (sloppy "<p>a<p>b", "<li>").
+_CLOSES = {
+    "p": frozenset({"p"}),
+    "li": frozenset({"li"}),
+    "dt": frozenset({"dt", "dd"}),
+    "dd": frozenset({"dt", "dd"}),
+    "tr": frozenset({"tr", "td", "th"}),
+    "td": frozenset({"td", "th"}),
+    "th": frozenset({"td", "th"}),
+    "option": frozenset({"option"}),
+}
+
 
 def sanitize_html(fragment: str | None, base_url: str | None = None) -> str:
     """Only the allowlisted tags, attributes and URL schemes survive; links get rel."""
     if not fragment:
         return ""
     return nh3.clean(
-        fragment,
+        limit_depth(fragment),
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
         url_schemes=URL_SCHEMES,
@@ -47,6 +93,11 @@ def sanitize_html(fragment: str | None, base_url: str | None = None) -> str:
 
 def html_to_text(fragment: str | None) -> str:
     """Readable plain text: tags dropped, entities decoded, blocks on their own lines."""
+    return sanitized_html_to_text(limit_depth(fragment)) if fragment else ""
+
+
+def sanitized_html_to_text(fragment: str | None) -> str:
+    """`html_to_text` for what `sanitize_html` returned, whose depth is bounded already."""
     if not fragment:
         return ""
     parser = _TextParser()
@@ -54,6 +105,100 @@ def html_to_text(fragment: str | None) -> str:
     parser.close()
     lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
     return "\n".join(line for line in lines if line)
+
+
+def limit_depth(fragment: str, max_depth: int = MAX_DEPTH) -> str:
+    """The fragment with no more than `max_depth` elements open at once, in linear time.
+
+    Deeper start tags (and their end tags) are dropped; their text stays where it was. The
+    result is rewritten markup that leaves the HTML parser nothing to guess: each tag
+    written again from its name and attributes, every other "<" escaped, every element this
+    closes (by an end tag further out, or a sloppy "<li>" after "<li>") closed by an
+    explicit end tag, comments left out (nh3 drops them). So the depth counted here is the
+    depth the parser builds.
+    """
+    if len(fragment) <= _SHORT and fragment.count("<") <= max_depth:
+        return fragment  # too few tags to nest that deep, too short for many attributes
+    return _DepthLimit(max_depth).rewrite(fragment)
+
+
+class _DepthLimit:
+    def __init__(self, max_depth: int) -> None:
+        self.max_depth = max_depth
+        self.out: list[str] = []
+        self.open: list[str] = []  # names of the elements written and not closed yet
+        self.dropped: dict[str, int] = {}  # start tags dropped and not closed yet, by name
+
+    def rewrite(self, fragment: str) -> str:
+        out, position = self.out, 0
+        for markup in _MARKUP.finditer(fragment):
+            if markup.start() > position:
+                out.append(fragment[position : markup.start()].replace("<", "&lt;"))
+            position = markup.end()
+            name = markup["name"]
+            if name is None or not markup["close"]:
+                continue  # a comment or doctype, or a tag cut off by the end: never an element
+            name = name.lower()
+            if not _PLAIN_NAME.fullmatch(name):
+                continue  # nh3 would drop the element and keep its content, as this does
+            if markup["end"]:
+                self.end_tag(name)
+            else:
+                self.start_tag(name, markup["attributes"])
+        out.append(fragment[position:].replace("<", "&lt;"))
+        return "".join(out)
+
+    def start_tag(self, name: str, attributes: str) -> None:
+        tag = f"<{name}{_attributes(attributes)}>" if _MAY_KEEP.search(attributes) else f"<{name}>"
+        if name in _VOID:
+            self.out.append(tag)
+            return
+        closes = _CLOSES.get(name)
+        if closes:
+            self.close_sloppy(closes)
+        if len(self.open) >= self.max_depth:
+            self.dropped[name] = self.dropped.get(name, 0) + 1
+            return
+        self.open.append(name)
+        self.out.append(tag)
+
+    def end_tag(self, name: str) -> None:
+        if self.dropped.get(name):
+            self.dropped[name] -= 1  # the innermost element of that name was one dropped
+        elif name in self.open:
+            self.close_down_to(self.open[::-1].index(name) + 1)
+        else:
+            self.out.append(f"</{name}>")  # stray: the parser ignores it (or makes <p>, <br>)
+
+    def close_sloppy(self, closes: frozenset[str]) -> None:
+        """Close an open element of the group the start tag ends, and inline ones in it."""
+        count = 0
+        for distance, name in enumerate(reversed(self.open), 1):
+            if name in closes:
+                count = distance
+            elif name not in _INLINE:
+                break
+        self.close_down_to(count)
+
+    def close_down_to(self, count: int) -> None:
+        for _ in range(count):
+            self.out.append(f"</{self.open.pop()}>")
+
+
+def _attributes(text: str) -> str:
+    """The attributes nh3 may keep, written again double-quoted, "<" and ">" escaped."""
+    written: dict[str, str] = {}
+    for found in _ATTRIBUTE.finditer(text):
+        name = found[1].lower()
+        if name not in _KEPT_ATTRIBUTES or name in written:
+            continue  # the first of duplicates counts, as in the HTML parser
+        value = found[2] if found[2] is not None else found[3] if found[3] is not None else found[4]
+        if value is None:
+            written[name] = f" {name}"
+        else:
+            value = value.replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
+            written[name] = f' {name}="{value}"'
+    return "".join(written.values())
 
 
 class _TextParser(HTMLParser):
