@@ -9,7 +9,13 @@ words, plural forms), named lists of phrases from `[lists]`, or regular expressi
 Where matches overlap, the one that starts first wins, then the longest: "Partnership for Peace"
 counts once, for the rule that lists it, and never again as the word "partnership".
 
-Pure functions: no I/O, no SQL. `validate_config` is called by `aggregator.config` while loading.
+Regular expressions run on the `regex` engine with a time limit: a rule whose expression runs
+longer on an item (one that backtracks exponentially, like "(a|a)+$") counts as not matched for
+that item, and classifying goes on.
+
+Pure functions, no SQL; the one side effect is the warning `score_item` logs for such a rule.
+`validate_config` is called by `aggregator.config` while loading, which turns `TopicError` into
+its ConfigError naming the file.
 """
 
 from __future__ import annotations
@@ -17,13 +23,17 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, NoReturn
 
-from aggregator.config import ConfigError
+import regex
+
 from aggregator.models import Item, TopicScore
+
+log = logging.getLogger("aggregator.classify")
 
 # Bump when matching or scoring changes meaning, so stored scores are recomputed.
 GRAMMAR_VERSION = 1
@@ -36,6 +46,11 @@ RULE_KEYS = (
 )  # fmt: skip
 EXCLUDE = "exclude"
 CAP = "cap"
+# Thresholds, weights and caps: the shipped ones are 0.5 to 4; beyond this a number is a typo.
+MAX_WEIGHT = 1000
+# How long one expression may search one field of one item. Sound expressions search megabytes
+# of text in milliseconds; this bounds the others, which hold the archive's lock meanwhile.
+REGEX_TIMEOUT = 0.25  # seconds
 
 # Spaces and hyphens in a phrase match any run of whitespace, hyphens and dashes, so
 # "NATO-Ukraine Council", "NATO–Ukraine Council" and "NATO Ukraine Council" are one phrase.
@@ -115,13 +130,13 @@ def _candidate(text: str, start: int, end: int) -> Candidate:
 
 @dataclass(frozen=True, slots=True)
 class RegexMatcher:
-    pattern: re.Pattern[str]
+    pattern: regex.Pattern[str]
     rule: int
 
-    def spans(self, text: FieldText) -> Iterator[tuple[int, int, int]]:
-        for match in self.pattern.finditer(text.original):
-            if match.end() > match.start():
-                yield match.start(), match.end(), self.rule
+    def spans(self, text: FieldText) -> list[tuple[int, int, int]]:
+        """Raises TimeoutError when the search takes longer than REGEX_TIMEOUT."""
+        matches = self.pattern.finditer(text.original, timeout=REGEX_TIMEOUT)
+        return [(m.start(), m.end(), self.rule) for m in matches if m.end() > m.start()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,18 +172,27 @@ class TopicResult:
     threshold: float
     matched: bool
     rules: tuple[dict[str, Any], ...]  # {"rule", "field", "weight", "match"}
+    timed_out: tuple[str, ...] = ()  # rules whose regex ran out of time: counted as not matched
 
 
 # --- public API --------------------------------------------------------------------------------
 
 
-def validate_config(config: Any, name: str) -> None:
-    """Raises ConfigError naming the file and the key for any bad topic definition."""
-    _compiled(_canonical(config), name)
+class TopicError(ValueError):
+    """A bad topic definition: `key` is where it is in the file, as "topics.NAME.rules[2].regex"."""
+
+    def __init__(self, key: str, message: str):
+        self.key, self.message = key, message
+        super().__init__(f"{key}: {message}")
+
+
+def validate_config(config: Any) -> None:
+    """Raises TopicError naming the key of any bad topic definition."""
+    _compiled(_canonical(config))
 
 
 def load_topics(config: Any) -> Topics:
-    return _compiled(_canonical(config), str(getattr(config, "path", "config.toml")))
+    return _compiled(_canonical(config))
 
 
 def rules_hash(config: Any) -> str:
@@ -187,6 +211,13 @@ def classify(
 
 def score_item(topics: Topics, item: Item) -> list[TopicScore]:
     results = classify(topics, item.title, item.summary_text, item.content_text)
+    for result in results:
+        for rule in result.timed_out:
+            log.warning(
+                f'rule "{rule}" of topic "{result.topic}" timed out on item {item.id} '
+                f"(over {REGEX_TIMEOUT:g} s): counted as not matched",
+                extra={"fields": {"item": item.id, "topic": result.topic, "rule": rule}},
+            )
     return [TopicScore(item.id, r.topic, r.score, r.matched, r.rules) for r in results]
 
 
@@ -200,6 +231,9 @@ def explain_lines(results: Iterable[TopicResult]) -> list[str]:
         lines.extend(_explain_rule(fired) for fired in result.rules)
         if not result.rules:
             lines.append("  (no rule fired)")
+        lines.extend(
+            f'  (rule "{rule}" timed out: counted as not matched)' for rule in result.timed_out
+        )
     return lines
 
 
@@ -209,12 +243,22 @@ def explain_lines(results: Iterable[TopicResult]) -> list[str]:
 def _score_topic(
     topic: Topic, texts: dict[str, FieldText], found: dict[str, list[Candidate]]
 ) -> TopicResult:
+    timed_out: set[int] = set()
+    spans = {
+        field: _phrase_spans(topic, field, found[field])
+        + _regex_spans(topic, field, text, timed_out)
+        for field, text in texts.items()
+    }
     fired: list[dict[str, Any]] = []
     for field, text in texts.items():
-        spans = _phrase_spans(topic, field, found[field]) + _regex_spans(topic, field, text)
-        fired.extend(_score_field(topic, field, text, _winning_spans(spans)))
+        field_spans = spans[field]
+        if timed_out:  # a rule that ran out of time in one field is not matched in any
+            field_spans = [span for span in field_spans if span[2] not in timed_out]
+        fired.extend(_score_field(topic, field, text, _winning_spans(field_spans)))
     score = round(float(sum(f["weight"] for f in fired)), 4)
-    return TopicResult(topic.name, score, topic.threshold, score >= topic.threshold, tuple(fired))
+    late = tuple(topic.rules[index].name for index in sorted(timed_out)) if timed_out else ()
+    matched = score >= topic.threshold
+    return TopicResult(topic.name, score, topic.threshold, matched, tuple(fired), late)
 
 
 def _phrase_spans(topic: Topic, field: str, found: list[Candidate]) -> list[tuple[int, int, int]]:
@@ -231,8 +275,20 @@ def _phrase_spans(topic: Topic, field: str, found: list[Candidate]) -> list[tupl
     return spans
 
 
-def _regex_spans(topic: Topic, field: str, text: FieldText) -> list[tuple[int, int, int]]:
-    return [span for matcher in topic.regexes[field] for span in matcher.spans(text)]
+def _regex_spans(
+    topic: Topic, field: str, text: FieldText, timed_out: set[int]
+) -> list[tuple[int, int, int]]:
+    """The regex rules' matches in one field; a rule that runs out of time joins `timed_out`
+    and is not searched again for this item."""
+    spans = []
+    for matcher in topic.regexes[field]:
+        if matcher.rule in timed_out:
+            continue
+        try:
+            spans.extend(matcher.spans(text))
+        except TimeoutError:
+            timed_out.add(matcher.rule)
+    return spans
 
 
 def _score_field(
@@ -286,10 +342,10 @@ def _canonical(config: Any) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled(canonical: str, file: str) -> Topics:
+def _compiled(canonical: str) -> Topics:
     data = json.loads(canonical)
     topics = tuple(
-        _compile_topic(name, table, data["lists"], file) for name, table in data["topics"].items()
+        _compile_topic(name, table, data["lists"]) for name, table in data["topics"].items()
     )
     return Topics(topics, hashlib.sha256(canonical.encode()).hexdigest(), _index(topics))
 
@@ -300,18 +356,18 @@ class _RuleSource:
 
     rule: Rule
     phrases: tuple[str, ...]
-    regexes: tuple[re.Pattern[str], ...]
+    regexes: tuple[regex.Pattern[str], ...]
     case_sensitive: bool
     plurals: bool
 
 
-def _compile_topic(name: str, table: Any, lists: dict[str, list[str]], file: str) -> Topic:
+def _compile_topic(name: str, table: Any, lists: dict[str, list[str]]) -> Topic:
     where = f"topics.{name}"
-    check = _Checker(file, where)
+    check = _Checker(where)
     if not isinstance(table, dict):
         check.fail("", "must be a table ([topics.NAME])")
     check.known_keys(table, TOPIC_KEYS)
-    threshold = check.number(table, "threshold", required=True, positive=True)
+    threshold = check.number(table, "threshold", 0, MAX_WEIGHT, required=True, above_low=True)
     weights = {**DEFAULT_FIELD_WEIGHTS, **check.field_numbers(table, "fields", allow_zero=True)}
     caps = check.field_numbers(table, "caps", allow_zero=False)
     sources = [_exclusion_source(table, check)]
@@ -320,7 +376,7 @@ def _compile_topic(name: str, table: Any, lists: dict[str, list[str]], file: str
         check.fail("rules", "must be one or more [[" + where + ".rules]] tables")
     seen: set[str] = {EXCLUDE, CAP}
     for index, raw in enumerate(raw_rules):
-        sources.append(_rule_source(raw, lists, _Checker(file, f"{where}.rules[{index}]"), seen))
+        sources.append(_rule_source(raw, lists, _Checker(f"{where}.rules[{index}]"), seen))
     return Topic(
         name=name,
         description=check.string(table, "description"),
@@ -383,7 +439,7 @@ def _rule_weight(raw: dict, check: _Checker) -> float:
         if "weight" in raw:
             check.fail("weight", "an exclusion has no weight: its words count for nothing")
         return 0.0
-    weight = check.number(raw, "weight", required=True)
+    weight = check.number(raw, "weight", -MAX_WEIGHT, MAX_WEIGHT, required=True)
     if weight == 0:
         check.fail("weight", "must not be 0 (make words that must not count an exclusion)")
     return weight
@@ -476,13 +532,13 @@ def _char_regex(char: str) -> str:
 
 
 class _Checker:
-    """Reads one table of topic config, raising ConfigError that names the exact key."""
+    """Reads one table of topic config, raising TopicError that names the exact key."""
 
-    def __init__(self, file: str, where: str):
-        self.file, self.where = file, where
+    def __init__(self, where: str):
+        self.where = where
 
     def fail(self, key: str, message: str) -> NoReturn:
-        raise ConfigError(self.file, f"{self.where}.{key}" if key else self.where, message)
+        raise TopicError(f"{self.where}.{key}" if key else self.where, message)
 
     def known_keys(self, table: dict, allowed: tuple[str, ...]) -> None:
         for key in table:
@@ -500,8 +556,15 @@ class _Checker:
         return value
 
     def number(
-        self, table: dict, key: str, required: bool = False, positive: bool = False
+        self,
+        table: dict,
+        key: str,
+        low: float,
+        high: float,
+        required: bool = False,
+        above_low: bool = False,
     ) -> float:
+        """A number from `low` (excluded if `above_low`) to `high`: never nan or infinite."""
         if key not in table:
             if required:
                 self.fail(key, "is required")
@@ -509,8 +572,11 @@ class _Checker:
         value = table[key]
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.fail(key, f"must be a number, got {_show(value)}")
-        if positive and value <= 0:
-            self.fail(key, f"must be greater than 0, got {value}")
+        # Compared before float(), which overflows on a huge TOML integer; nan fails both.
+        if above_low and not low < value <= high:
+            self.fail(key, f"must be greater than {low:g} and at most {high:g}, got {_show(value)}")
+        if not low <= value <= high:
+            self.fail(key, f"must be between {low:g} and {high:g}, got {_show(value)}")
         return float(value)
 
     def boolean(self, table: dict, key: str, default: bool) -> bool:
@@ -541,13 +607,15 @@ class _Checker:
             phrases.extend(self.phrases({key: lists[name]}, key))
         return tuple(phrases)
 
-    def regexes(self, table: dict, key: str, case_sensitive: bool) -> tuple[re.Pattern[str], ...]:
-        flags = 0 if case_sensitive else re.IGNORECASE
+    def regexes(
+        self, table: dict, key: str, case_sensitive: bool
+    ) -> tuple[regex.Pattern[str], ...]:
+        flags = 0 if case_sensitive else regex.IGNORECASE
         compiled = []
         for text in self.strings(table, key):
             try:
-                compiled.append(re.compile(text, flags))
-            except re.error as exc:
+                compiled.append(regex.compile(text, flags))
+            except regex.error as exc:
                 self.fail(key, f"bad regular expression {_show(text)}: {exc}")
         return tuple(compiled)
 
@@ -564,16 +632,15 @@ class _Checker:
         value = table.get(key, {})
         if not isinstance(value, dict):
             self.fail(key, f"must be a table like {{ title = 3.0 }}, got {_show(value)}")
-        inner = _Checker(self.file, f"{self.where}.{key}")
+        inner = _Checker(f"{self.where}.{key}")
         numbers = {}
         for field in value:
             if field not in FIELDS:
                 inner.fail(field, f"unknown field (known: {', '.join(FIELDS)})")
-            numbers[field] = inner.number(value, field, positive=not allow_zero)
-            if numbers[field] < 0:
-                inner.fail(field, f"must not be negative, got {value[field]}")
+            numbers[field] = inner.number(value, field, 0, MAX_WEIGHT, above_low=not allow_zero)
         return numbers
 
 
 def _show(value: Any) -> str:
-    return f'"{value}"' if isinstance(value, str) else repr(value)
+    text = f'"{value}"' if isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"

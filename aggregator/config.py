@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from aggregator import classify
 from aggregator.parse.text import xml_safe
 
 DEFAULT_PATH = "config.toml"
@@ -404,9 +405,10 @@ def _not_xml(text: str) -> str | None:
 
 def _check_topics(config: Config, name: str) -> None:
     """Topics are validated by classify, which owns their grammar."""
-    from aggregator import classify  # late: classify imports this module
-
-    classify.validate_config(config, name)
+    try:
+        classify.validate_config(config)
+    except classify.TopicError as exc:
+        raise ConfigError(name, exc.key, exc.message) from None
 
 
 def _resolve(base: Path, value: str) -> Path:

@@ -391,6 +391,29 @@ GOOD_RULE = '[[topics.t.rules]]\nname = "r"\nweight = 1.0\nphrases = ["partner"]
             "topics.t.exclude",
             "must start with a letter or digit",
         ),
+        # numbers that are no numbers, or so large that float() overflows while loading
+        ("[topics.t]\nthreshold = nan\n" + GOOD_RULE, "topics.t.threshold", "at most 1000"),
+        ("[topics.t]\nthreshold = inf\n" + GOOD_RULE, "topics.t.threshold", "at most 1000"),
+        (
+            "[topics.t]\nthreshold = 1\n" + GOOD_RULE.replace("1.0", "1" + "0" * 400),
+            "topics.t.rules[0].weight",
+            "between -1000 and 1000",
+        ),
+        (
+            "[topics.t]\nthreshold = 1\n" + GOOD_RULE.replace("1.0", "-inf"),
+            "topics.t.rules[0].weight",
+            "between -1000 and 1000",
+        ),
+        (
+            "[topics.t]\nthreshold = 1\nfields = { title = nan }\n" + GOOD_RULE,
+            "topics.t.fields.title",
+            "between 0 and 1000",
+        ),
+        (
+            "[topics.t]\nthreshold = 1\ncaps = { content = 1e999 }\n" + GOOD_RULE,
+            "topics.t.caps.content",
+            "at most 1000",
+        ),
     ],
 )
 def test_config_errors_name_the_file_and_the_key(tmp_path, toml, key, words):
@@ -420,3 +443,77 @@ def test_rules_hash_changes_with_the_rules_only(tmp_path):
     assert original != hash_of(base.replace('"industry partner"', '"academic partner"'))
     assert original != hash_of(base.replace('names = ["a"]', 'names = ["b"]'))
     assert classify.load_topics(load(write_config(tmp_path, base))).hash == original
+
+
+# --- a catastrophic regular expression ---------------------------------------------------------
+
+# Each "a" may match either branch: Python's re backtracks through 2^40 ways before it fails at
+# the "!", which took 18 s for 28 characters. Nested quantifiers ("(a+)+$") the regex engine
+# handles quickly; overlapping alternatives it does not, so only a time limit bounds them.
+SLOW_TITLE = "Weekly news " + "a" * 40 + "!"
+SLOW_TOPIC = """
+[topics.t]
+threshold = 1.0
+[[topics.t.rules]]
+name = "slow"
+weight = 1.0
+regex = ['(?:a|a)+$']
+[[topics.t.rules]]
+name = "news"
+weight = 2.0
+phrases = ["news"]
+
+[[feeds]]
+slug = "t"
+title = "T"
+topics = ["t"]
+"""
+
+
+def rss(*titles: str) -> bytes:
+    items = "".join(
+        f"<item><title>{title}</title><link>https://x.org/{n}</link><guid>g{n}</guid>"
+        "<pubDate>Wed, 10 Jan 2024 12:00:00 GMT</pubDate></item>"
+        for n, title in enumerate(titles)
+    )
+    return f'<rss version="2.0"><channel><title>X</title>{items}</channel></rss>'.encode()
+
+
+def test_a_regex_that_would_run_for_ages_counts_as_not_matched(project, feed_server):
+    url = feed_server.route("/slow.rss", body=rss(SLOW_TITLE, "Plain aaa"))
+    project.replace_in_config("https://www.nato.int/cps/rss/en/natohq/rssFeed.xsl/rssFeed.xml", url)
+    project.write_config(project.config.read_text(encoding="utf-8") + SLOW_TOPIC)
+    assert project.cli("check-config").returncode == 0
+
+    fetched = project.cli("fetch", timeout=120)  # a hang guard only: without a limit, hours
+    ids = {
+        item["title"]: item["id"]
+        for item in map(
+            json.loads, project.cli("items", "--json", "--feed", "t").stdout.splitlines()
+        )
+    }
+    assert set(ids) == {SLOW_TITLE, "Plain aaa"}  # the other rule still put the item in the topic
+    warnings = [line for line in fetched.stderr.splitlines() if "timed out" in line]
+    assert len(warnings) == 1, fetched.stderr  # once per item and rule, not per field
+    assert '"slow"' in warnings[0] and f"item {ids[SLOW_TITLE]}" in warnings[0]
+
+    slow = project.cli("explain", str(ids[SLOW_TITLE]), timeout=120).stdout
+    assert "t: score 6, threshold 1 -> in" in slow  # "news" in the title: 2.0 x 3.0
+    assert "slow" in slow and "timed out" in slow
+    plain = project.cli("explain", str(ids["Plain aaa"])).stdout
+    assert "t: score 3, threshold 1 -> in" in plain  # the rule itself works: "aaa" at the end
+
+
+def test_a_rule_that_ran_out_of_time_in_one_field_counts_in_none(tmp_path):
+    topics = topics_from(
+        tmp_path,
+        "[topics.t]\nthreshold = 1.0\n"
+        "[[topics.t.rules]]\nname = \"slow\"\nweight = 1.0\nregex = ['partner|(?:a|a)+$']\n"
+        '[[topics.t.rules]]\nname = "news"\nweight = 1.0\nphrases = ["news"]\n',
+    )
+    quick = verdict(topics, "partner news", "a" * 3)["t"]
+    assert fired(quick) == {("slow", "title"), ("news", "title"), ("slow", "summary")}
+    # About a minute of backtracking without a time limit: the limit cuts it to REGEX_TIMEOUT.
+    slow = verdict(topics, "partner news", "a" * 30 + "!")["t"]
+    assert fired(slow) == {("news", "title")} and slow.timed_out == ("slow",)
+    assert '  (rule "slow" timed out: counted as not matched)' in classify.explain_lines([slow])
