@@ -168,10 +168,8 @@ class PublishState:
 
     @property
     def failing(self) -> bool:
-        """The newest publish attempt failed."""
-        return self.last_failure is not None and (
-            self.last_success is None or self.last_failure >= self.last_success
-        )
+        """The newest publish attempt failed (a success clears the error it records)."""
+        return self.last_error is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,7 +91,7 @@ class PublishingMixin:
 
 def _stamp(when: datetime) -> str:
     """To the microsecond, unlike the archive's other dates: a publish that fails and the
-    one that settles it can fall in the same second, and `failing` compares the two."""
+    one that settles it can fall in the same second, and readers order the two."""
     return when.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
