@@ -248,7 +248,7 @@ def test_the_fast_path_for_plain_text_gives_what_nh3_and_html_to_text_give():
     from aggregator.parse.feed import sanitize, text_of
     from aggregator.parse.sanitize import html_to_text, sanitize_html
 
-    alphabet = "ab Z09 .,;:'\"-–“”éçČ€😀\t\n\r\0\x0b\x7f\x85\xa0\ufeff<>&/=?#%"
+    alphabet = "ab Z09 .,;:'\"-–“”éçČ€😀\t\n\r\0\x0b\x1b\x7f\x85\xa0\ufeff\ufffe\ud800<>&/=?#%"
     rng = random.Random(3)
     samples = [
         "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(3000)

@@ -4,6 +4,7 @@ Each test goes through `parse_feed`, or the whole `aggregator fetch` over loopba
 
 from __future__ import annotations
 
+import json
 from dataclasses import fields
 from html.parser import HTMLParser
 
@@ -12,7 +13,7 @@ import pytest
 
 from aggregator.models import Entry
 from aggregator.parse import sanitize
-from aggregator.parse.feed import parse_feed
+from aggregator.parse.feed import FeedError, parse_feed
 from aggregator.parse.sanitize import MAX_DEPTH, html_to_text, sanitize_html
 
 FEED_URL = "https://example.org/feed.xml"
@@ -57,6 +58,156 @@ def assert_xml_safe(entry: Entry) -> None:
     bad = {name: not_xml(value) for name, value in texts(entry).items() if not_xml(value)}
     assert not bad, bad
     assert entry.title.strip()
+
+
+# --- text XML cannot hold (issue 11, case 1) -----------------------------------------------------
+
+# Raw C0 controls, a raw U+FFFE, and controls written as references inside escaped HTML (which
+# become characters only when the HTML is read), in every field an RSS item has.
+RAW_CONTROLS = rss(
+    "<item><title>Allies \x1bmeet\x07 partners</title>"
+    "<link>https://example.org/news/1\x1b.htm</link>"
+    "<guid isPermaLink='false'>tag:example.org,2024:\x0c1</guid>"
+    "<description>On 10 January \x1b2024 &amp;#x1b;Allies\uffff met &amp;#1;partners."
+    "</description>"
+    "<content:encoded>&lt;p&gt;Long \x08text &amp;#x0b;here&lt;/p&gt;</content:encoded>"
+    "<author>press@example.org (Press \x1bOffice)</author>"
+    "<category>part\x1bnerships</category><category>\x1b</category>"
+    "</item>"
+    "<item><title>Second</title><link>https://example.org/news/2.htm</link></item>",
+    ' xmlns:content="http://purl.org/rss/1.0/modules/content/"',
+)
+
+
+def test_text_xml_cannot_hold_is_removed_from_every_field_of_an_rss_item():
+    feed = parse_feed(RAW_CONTROLS, FEED_URL)
+    first, second = feed.entries
+    for entry in feed.entries:
+        assert_xml_safe(entry)
+    assert first.title == "Allies meet partners"
+    assert first.link == "https://example.org/news/1.htm"
+    assert first.guid == "tag:example.org,2024:1"
+    assert first.summary_text == "On 10 January 2024 Allies met partners."
+    assert first.content_text == "Long text here"
+    assert first.categories == ("partnerships",)
+    assert first.author and "Press Office" in first.author
+    assert second.title == "Second"
+
+
+def test_text_xml_cannot_hold_is_removed_from_every_field_of_an_atom_entry():
+    body = atom(
+        "<entry><title type='html'>Allies &amp;#x1b;meet</title><id>urn:x:&#x1b;1</id>"
+        "<link href='https://example.org/a&#x7;.htm'/>"
+        "<author><name>Press &#x1b;Office</name></author><category term='cy&#x1b;ber'/>"
+        "<summary type='html'>&lt;b&gt;Sum&amp;#xfffe;mary&lt;/b&gt;</summary>"
+        "<content type='xhtml'><div xmlns='http://www.w3.org/1999/xhtml'>Con&#x1b;tent</div>"
+        "</content><updated>2024-01-10T10:00:00Z</updated></entry>"
+    )
+    (entry,) = parse_feed(body, FEED_URL).entries
+    assert_xml_safe(entry)
+    assert (entry.title, entry.guid, entry.link) == (
+        "Allies meet",
+        "urn:x:1",
+        "https://example.org/a.htm",
+    )
+    assert (entry.author, entry.categories) == ("Press Office", ("cyber",))
+    assert (entry.summary_text, entry.content_text) == ("Summary", "Content")
+
+
+# --- character references XML 1.0 cannot hold (issue 11, case 2) --------------------------------
+
+BAD_REFERENCES = rss(
+    "<item><title>Surrogate &#xD800; and &#55296;, beyond &#x110000; &#99999999999;</title>"
+    "<link>https://example.org/news/1.htm</link>"
+    "<description>Controls [&#x1b;&#27;&#0;&#x0;&#xfffe;&#65535;] kept: [&#9;&#233;]"
+    "</description></item>"
+    "<item><title><![CDATA[Surrogate &#xD800; in CDATA, read as HTML]]></title>"
+    "<link>https://example.org/news/2.htm</link></item>"
+)
+
+
+def test_references_to_characters_xml_cannot_hold_do_not_stop_the_feed():
+    # feedparser raised UnicodeEncodeError (and ValueError beyond U+10FFFF) for these.
+    feed = parse_feed(BAD_REFERENCES, FEED_URL)
+    first, second = feed.entries
+    assert feed.bozo is None  # the references were neutralised: the document stays well-formed
+    assert first.title == "Surrogate \ufffd and \ufffd, beyond \ufffd \ufffd"
+    assert first.summary_text == "Controls [] kept: [ é]"
+    assert second.title == "Surrogate \ufffd in CDATA, read as HTML"  # as RSS titles are
+    for entry in feed.entries:
+        assert_xml_safe(entry)
+    # In CDATA text that is not HTML, what looks like a reference is text, and stays.
+    plain = atom(
+        "<entry><title type='text'><![CDATA[Write &#xD800; or &#x1b;]]></title><id>urn:1</id>"
+        "<updated>2024-01-10T10:00:00Z</updated></entry>"
+    )
+    assert [e.title for e in parse_feed(plain, FEED_URL).entries] == ["Write &#xD800; or &#x1b;"]
+
+
+def test_a_feed_with_a_surrogate_reference_is_fetched_and_stored(project, feed_server):
+    body = rss(
+        "".join(
+            f"<item><title>{title}</title><link>https://example.org/news/{n}.htm</link>"
+            f"<description>Story {n}.</description><pubDate>10 Jan. 2024 12:00:00 GMT</pubDate>"
+            "</item>"
+            for n, title in enumerate(["First", "Broken &#xD800; reference", "Bell &#x7; rung"])
+        )
+    )
+    url = feed_server.route("/feed.rss", body=body)
+    project.replace_in_config("https://www.nato.int/cps/rss/en/natohq/rssFeed.xsl/rssFeed.xml", url)
+    fetched = project.cli("fetch", check=False)
+    assert "Traceback" not in fetched.stderr, fetched.stderr
+    assert fetched.returncode == 0, fetched.stdout + fetched.stderr
+    assert fetched.stdout.startswith("nato-news: 200, "), fetched.stdout
+    (row,) = [json.loads(line) for line in project.cli("sources", "--json").stdout.splitlines()]
+    assert (row["state"], row["last_status"], row["items"], row["consecutive_errors"]) == (
+        "ok",
+        200,
+        3,
+        0,
+    )
+    titles = {
+        json.loads(line)["title"] for line in project.cli("items", "--json").stdout.splitlines()
+    }
+    assert {"First", "Broken \ufffd reference", "Bell rung"} <= titles
+
+
+def test_an_entry_that_cannot_be_converted_is_dropped_alone_and_counted():
+    # Year 1 at 00:10 in Brussels is before datetime's range once made UTC (OverflowError).
+    body = rss(
+        "<item><title>First</title><link>https://example.org/1</link></item>"
+        "<item><title>Odd date</title><link>https://example.org/2</link>"
+        "<pubDate>January 1, 0001 00:10</pubDate></item>"
+        "<item><title>Third</title><link>https://example.org/3</link></item>"
+    )
+    feed = parse_feed(body, FEED_URL)
+    assert [e.title for e in feed.entries] == ["First", "Third"]
+    assert feed.unreadable == 1
+    assert feed.note and "1 entry could not be read" in feed.note and "OverflowError" in feed.note
+    assert "\n" not in feed.note
+
+
+# --- titles --------------------------------------------------------------------------------------
+
+
+def test_an_entry_without_a_title_gets_one_and_only_empty_entries_are_dropped():
+    words = " ".join(f"w{n}" for n in range(1, 15))
+    body = rss(
+        f"<item><title></title><description>{words}</description></item>"
+        "<item><title> \x1b </title><link>https://example.org/only-a-link</link></item>"
+        "<item><title>&#x1b;</title><guid isPermaLink='false'>urn:only-a-guid</guid></item>"
+        "<item><description>&lt;p&gt;&lt;/p&gt;</description></item>"
+    )
+    feed = parse_feed(body, FEED_URL)
+    assert [e.title for e in feed.entries] == [
+        "w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12…",
+        "https://example.org/only-a-link",
+    ]
+    html_title = atom(
+        "<entry><title type='html'>&lt;b&gt; &lt;/b&gt;</title><id>urn:1</id>"
+        "<summary>A short summary</summary><updated>2024-01-10T10:00:00Z</updated></entry>"
+    )
+    assert [e.title for e in parse_feed(html_title, FEED_URL).entries] == ["A short summary"]
 
 
 # --- depth (issue 11, case 3a) -------------------------------------------------------------------
@@ -155,3 +306,23 @@ def test_markup_that_is_not_too_deep_sanitizes_as_before():
             strip_comments=True,
         ).strip()
         assert sanitize_html(fragment) == unlimited
+
+
+# --- whatever else a source sends ----------------------------------------------------------------
+
+
+def test_an_error_inside_feedparser_or_a_codec_is_a_one_line_feed_error():
+    # UTF-7 can spell a lone surrogate, which feedparser's re-encoding to UTF-8 raised on.
+    body = b'<?xml version="1.0"?><rss version="2.0"><channel><title>+2AA-</title></channel></rss>'
+    with pytest.raises(FeedError, match=r"^cannot read the document: UnicodeEncodeError: ") as e:
+        parse_feed(body, FEED_URL, {"content-type": "application/xml; charset=utf-7"})
+    assert "\n" not in str(e.value)
+
+
+def test_links_that_cannot_be_resolved_are_left_out_not_the_entry():
+    body = rss(
+        "<item><title>Odd link</title><link>//[oops/</link>"
+        "<description>&lt;a href='//[x/y'&gt;more&lt;/a&gt;</description></item>"
+    )
+    (entry,) = parse_feed(body, FEED_URL).entries
+    assert (entry.title, entry.link, entry.summary_text) == ("Odd link", None, "more")

@@ -1,14 +1,18 @@
 """Feed bytes -> `Entry` values, with feedparser doing the reading.
 
 What we do around feedparser, and why:
-- Documents that declare XML entities are refused before parsing. feedparser falls back
-  to its "loose" parser when expat refuses an entity bomb, and that parser expands the
-  entities again (a quadratic blow-up of 2 MB took a minute and 5 GB here). Feeds never
-  need entities of their own; external DTDs and entities are never loaded (expat's
-  external entity feature is off in feedparser, and a test proves it).
+- The bytes are prepared first (`prepare`): documents that declare XML entities are
+  refused; characters and references XML cannot hold are removed. feedparser falls back
+  to its "loose" parser when expat refuses a document, and that parser expands entity
+  bombs again (2 MB took a minute and 5 GB here) and raised on `&#xD800;`. External DTDs
+  and entities are never loaded (expat's external entity feature is off in feedparser,
+  and a test proves it).
+- Whatever still goes wrong inside feedparser or a codec is a FeedError with one line;
+  whatever goes wrong converting one entry drops that entry only, counted in the result.
 - feedparser's own HTML sanitizer and relative-URI resolution are switched off: they are
   half of its time, and nh3 sanitizes every fragment once here anyway; links are made
   absolute on the sanitized output instead.
+- Every entry leaves through `text.finished`: XML-safe text in every field, and a title.
 - Bytes go to feedparser wrapped in BytesIO: given bare bytes it may treat them as a
   file name and read that file.
 """
@@ -29,10 +33,10 @@ import feedparser
 from feedparser.encodings import convert_to_utf8
 
 from aggregator.models import Entry, Precision
-from aggregator.parse import dates
+from aggregator.parse import dates, prepare
 from aggregator.parse.sanitize import html_to_text, sanitize_html, sanitized_html_to_text
+from aggregator.parse.text import finished, xml_safe
 
-_ENTITY_DECLARATION = re.compile(rb"<!ENTITY", re.IGNORECASE)
 # NATO's pubDate, "09 Nov. 2022 12:00:00 GMT": a day, always at noon.
 _NATO_DAY = re.compile(r"^\s*\d{1,2}\s+[A-Za-z]{3,9}\.?\s+\d{4}\s+12:00(:00)?\s+(GMT|UTC|Z)\s*$")
 _RELATIVE_REF = re.compile(r'\b(href|src)="(?![a-zA-Z][a-zA-Z0-9+.-]*:|//)([^"]*)"')
@@ -60,38 +64,72 @@ class ParsedFeed:
     link: str | None = None
     bozo: str | None = None  # what feedparser found wrong in a document it still read
     version: str = ""  # feedparser's name of the format: rss20, atom10, ...
+    unreadable: int = 0  # entries read that could not be converted, and were left out
+    note: str | None = None  # one line on the unreadable entries, for people
 
 
 def parse_feed(body: bytes, url: str, headers: Mapping[str, str] | None = None) -> ParsedFeed:
-    """Read a feed; raise FeedError when it is hostile or yields no entries at all."""
-    headers = headers or {}
+    """Read a feed; raise FeedError (one line) when it is hostile, unreadable, or yields no
+    entries at all."""
+    try:
+        return _parse(body, url, headers or {})
+    except FeedError:
+        raise
+    except Exception as exc:  # inside feedparser or a codec: what a source sent, not a bug here
+        raise FeedError(f"cannot read the document: {_one_line(exc)}") from exc
+
+
+def _parse(body: bytes, url: str, headers: Mapping[str, str]) -> ParsedFeed:
     encoding_info: dict[str, Any] = {}
     data = convert_to_utf8(headers, body, encoding_info)
-    if _ENTITY_DECLARATION.search(data):
-        raise FeedError(
-            "refused: the document declares XML entities (<!ENTITY), which feeds do not "
-            "need and entity-expansion and external-entity attacks use"
-        )
+    refused = prepare.refusal(data)
+    if refused:
+        raise FeedError(refused)
+    data = prepare.xml_characters(data)
     result = feedparser.parse(io.BytesIO(data), sanitize_html=False, resolve_relative_uris=False)
     problem = _bozo_message(result) or _bozo_message(encoding_info)
     raw_entries = result.entries
     result.entries = []  # let each raw entry go as soon as it is converted
     if not raw_entries:
         _raise_if_not_a_feed(result, problem, headers)
-    raw_entries.reverse()
-    entries = []
-    while raw_entries:
-        entry = _entry(raw_entries.pop(), url)
-        if entry is not None:
-            entries.append(entry)
+    entries, failures = _entries(raw_entries, url)
     feed = result.feed
     return ParsedFeed(
         entries=entries,
-        title=" ".join(feed.get("title", "").split()),
-        link=_absolute_http(feed.get("link"), url),
+        title=" ".join(xml_safe(feed.get("title", "")).split()),
+        link=_absolute_http(xml_safe(feed.get("link") or ""), url),
         bozo=problem,
         version=result.get("version") or "",
+        unreadable=len(failures),
+        note=_note(failures),
     )
+
+
+def _entries(raw_entries: list, base: str) -> tuple[list[Entry], list[Exception]]:
+    """The entries converted, in order; and the errors of those that could not be."""
+    raw_entries.reverse()
+    entries, failures = [], []
+    while raw_entries:
+        try:
+            entry = _entry(raw_entries.pop(), base)
+        except Exception as exc:  # one odd entry must not cost the others theirs
+            failures.append(exc)
+            continue
+        if entry is not None:
+            entries.append(finished(entry))
+    return entries, failures
+
+
+def _note(failures: list[Exception]) -> str | None:
+    if not failures:
+        return None
+    count = f"{len(failures):,} entry" if len(failures) == 1 else f"{len(failures):,} entries"
+    return f"{count} could not be read (first: {_one_line(failures[0])})"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())[:300]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _bozo_message(result: Mapping[str, Any]) -> str | None:
@@ -118,16 +156,17 @@ def _raise_if_not_a_feed(result: Any, problem: str | None, headers: Mapping[str,
 
 
 def _entry(raw: Mapping[str, Any], base: str) -> Entry | None:
+    """The entry, or None when it has nothing to show or point to; `finished` gives an
+    entry without a title one."""
     link = _absolute_http(_get(raw, "link"), base)
     guid = (_get(raw, "id") or "").strip() or None
     title = _title(raw)
     summary_html = _html(_get(raw, "summary_detail"), _get(raw, "summary"), base)
     content_html = _content(raw, base, summary_html)
-    if not title and not summary_html and not content_html:
-        return None
     summary_text = text_of(summary_html)
-    if not title:
-        title = _shorten(summary_text or html_to_text(content_html)) or link or guid or ""
+    content_text = text_of(content_html) if content_html else None
+    if not (title or summary_text or content_text or link):
+        return None
     published, precision = _date(raw, "published")
     updated, _ = _date(raw, "updated")
     published = published or updated
@@ -138,7 +177,7 @@ def _entry(raw: Mapping[str, Any], base: str) -> Entry | None:
         summary_html=summary_html,
         summary_text=summary_text,
         content_html=content_html,
-        content_text=text_of(content_html) if content_html else None,
+        content_text=content_text,
         author=" ".join((_get(raw, "author") or "").split()) or None,
         categories=_categories(raw),
         published=published,
@@ -153,7 +192,7 @@ def _title(raw: Mapping[str, Any]) -> str:
     detail = _get(raw, "title_detail") or {}
     if _get(detail, "type") in _HTML_TYPES and ("<" in value or "&" in value):
         value = html_to_text(value)
-    return " ".join(value.split())
+    return " ".join(xml_safe(value).split())
 
 
 def _html(detail: Mapping[str, Any] | None, value: str | None, base: str) -> str:
@@ -202,11 +241,6 @@ def _categories(raw: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def _shorten(text: str, limit: int = 120) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + "…"
-
-
 # --- links ---------------------------------------------------------------------------------
 
 
@@ -215,18 +249,26 @@ def _absolute_http(link: str | None, base: str) -> str | None:
         return None
     if _ABSOLUTE.match(link):
         return link.strip()
-    absolute = urljoin(base, link.strip())
-    return absolute if urlsplit(absolute).scheme in ("http", "https") else None
+    try:
+        absolute = urljoin(base, link.strip())
+        return absolute if urlsplit(absolute).scheme in ("http", "https") else None
+    except ValueError:  # "Invalid IPv6 URL": no link we can follow
+        return None
 
 
 def _absolute_refs(fragment: str, base: str) -> str:
     """Relative href/src in sanitized HTML (which always double-quotes) made absolute."""
     if not fragment or not base or ('href="' not in fragment and 'src="' not in fragment):
         return fragment
-    return _RELATIVE_REF.sub(
-        lambda m: f'{m.group(1)}="{html.escape(urljoin(base, html.unescape(m.group(2))))}"',
-        fragment,
-    )
+    return _RELATIVE_REF.sub(lambda m: _absolute_ref(m, base), fragment)
+
+
+def _absolute_ref(ref: re.Match[str], base: str) -> str:
+    try:
+        absolute = urljoin(base, html.unescape(ref[2]))
+    except ValueError:  # "Invalid IPv6 URL": leave it as the feed wrote it
+        return ref[0]
+    return f'{ref[1]}="{html.escape(absolute)}"'
 
 
 # --- dates ---------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ from html.parser import HTMLParser
 
 import nh3
 
+from aggregator.parse.text import xml_safe
+
 ALLOWED_TAGS = {
     "a", "abbr", "b", "blockquote", "br", "caption", "cite", "code", "dd", "del", "dl",
     "dt", "em", "figcaption", "figure", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i",
@@ -78,17 +80,20 @@ _CLOSES = {
 
 
 def sanitize_html(fragment: str | None, base_url: str | None = None) -> str:
-    """Only the allowlisted tags, attributes and URL schemes survive; links get rel."""
+    """Only the allowlisted tags, attributes and URL schemes survive; links get rel. The
+    result holds only what XML can (nh3 takes no lone surrogates, and turns references to
+    control characters into characters)."""
     if not fragment:
         return ""
-    return nh3.clean(
-        limit_depth(fragment),
+    cleaned = nh3.clean(
+        limit_depth(xml_safe(fragment)),
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
         url_schemes=URL_SCHEMES,
         link_rel="noopener noreferrer nofollow",
         strip_comments=True,
-    ).strip()
+    )
+    return xml_safe(cleaned).strip()
 
 
 def html_to_text(fragment: str | None) -> str:
@@ -103,7 +108,8 @@ def sanitized_html_to_text(fragment: str | None) -> str:
     parser = _TextParser()
     parser.feed(fragment)
     parser.close()
-    lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
+    text = xml_safe("".join(parser.parts))
+    lines = (" ".join(line.split()) for line in text.splitlines())
     return "\n".join(line for line in lines if line)
 
 
