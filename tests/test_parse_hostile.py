@@ -182,7 +182,7 @@ def test_an_entry_that_cannot_be_converted_is_dropped_alone_and_counted():
     )
     feed = parse_feed(body, FEED_URL)
     assert [e.title for e in feed.entries] == ["First", "Third"]
-    assert feed.unreadable == 1
+    assert feed.unreadable == 1 and feed.dropped == 0
     assert feed.note and "1 entry could not be read" in feed.note and "OverflowError" in feed.note
     assert "\n" not in feed.note
 
@@ -306,6 +306,120 @@ def test_markup_that_is_not_too_deep_sanitizes_as_before():
             strip_comments=True,
         ).strip()
         assert sanitize_html(fragment) == unlimited
+
+
+# --- entries per document (issue 11, case 3b) ----------------------------------------------------
+
+
+def rss20(count: int) -> bytes:
+    return rss(
+        "".join(
+            f"<item><title>Story {n}</title><link>https://example.org/{n}</link>"
+            f"<description><![CDATA[<item>not an item {n}</item>]]></description></item>"
+            for n in range(count)
+        )
+    )
+
+
+def atom_prefixed(count: int) -> bytes:
+    entries = "".join(
+        f"<a:entry><a:title>Story {n}</a:title><a:id>urn:{n}</a:id>"
+        f"<a:link href='https://example.org/{n}'/><a:updated>2024-01-10T10:00:00Z</a:updated>"
+        "</a:entry>"
+        for n in range(count)
+    )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><a:feed xmlns:a="http://www.w3.org/2005/Atom">'
+        f"<a:title>T</a:title><a:id>urn:feed</a:id>{entries}</a:feed>"
+    ).encode()
+
+
+def rss10(count: int) -> bytes:
+    about = [f"https://example.org/{n}" for n in range(count)]
+    seq = "".join(f'<rdf:li rdf:resource="{a}"/>' for a in about)
+    items = "".join(
+        f'<item rdf:about="{a}"><title>Story {n}</title><link>{a}</link></item>'
+        for n, a in enumerate(about)
+    )
+    return (
+        '<?xml version="1.0"?><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"'
+        ' xmlns="http://purl.org/rss/1.0/"><channel rdf:about="https://example.org/">'
+        "<title>T</title><link>https://example.org/</link><description>d</description>"
+        f"<items><rdf:Seq>{seq}</rdf:Seq></items></channel>{items}"
+        '<textinput rdf:about="https://example.org/s"><title>Search</title>'
+        "<link>https://example.org/s</link><name>q</name><description>d</description>"
+        "</textinput></rdf:RDF>"
+    ).encode()
+
+
+@pytest.mark.parametrize("document", [rss20, atom_prefixed, rss10])
+def test_entries_over_max_entries_are_dropped_before_parsing(document):
+    feed = parse_feed(document(12), FEED_URL, max_entries=5)
+    assert [e.title for e in feed.entries] == [f"Story {n}" for n in range(5)]
+    assert feed.dropped == 7
+    assert feed.note == "7 entries over fetch.max_entries (5) were dropped"
+    assert feed.bozo is None  # the cut document is still well-formed
+    whole = parse_feed(document(12), FEED_URL, max_entries=12)
+    assert (len(whole.entries), whole.dropped, whole.note) == (12, 0, None)
+
+
+def test_nested_entries_count_against_the_cap_too():
+    # feedparser makes an entry of every <item> start tag, nested or not.
+    body = rss("".join(f"<item><title>Story {n}</title>" for n in range(12)) + "</item>" * 12)
+    feed = parse_feed(body, FEED_URL, max_entries=5)
+    assert [e.title for e in feed.entries] == [f"Story {n}" for n in range(5)]
+    assert feed.dropped == 7
+
+
+# --- structure feedparser is slow on -------------------------------------------------------------
+
+
+def test_entries_from_the_one_that_exceeds_the_tag_budget_on_are_dropped_before_parsing():
+    from aggregator.parse.prepare import MAX_TAGS
+
+    def item(n: int, filler: str = "") -> str:
+        return f"<item><title>Story {n}</title><link>https://example.org/{n}</link>{filler}</item>"
+
+    heavy = item(3, "<x:a/>" * MAX_TAGS)
+    body = rss("".join(item(n) for n in range(3)) + heavy + item(4) + item(5), ' xmlns:x="urn:x"')
+    feed = parse_feed(body, FEED_URL)
+    assert [e.title for e in feed.entries] == ["Story 0", "Story 1", "Story 2"]
+    assert feed.dropped == 3
+    assert feed.note == f"3 entries were dropped: the document has more than {MAX_TAGS:,} tags"
+
+
+@pytest.mark.parametrize(
+    ("what", "body", "reason"),
+    [
+        (
+            "tags outside any entry",
+            rss("<x:a/>" * 300_000 + "<item><title>A</title></item>", ' xmlns:x="urn:x"'),
+            r"refused: more than [\d,]+ tags outside the entries",
+        ),
+        (
+            "an element with thousands of attributes",
+            rss(
+                "<item><title>A</title><x:a "
+                + " ".join(f'a{n}="1"' for n in range(5000))
+                + "/></item>",
+                ' xmlns:x="urn:x"',
+            ),
+            r"refused: an element has more than [\d,]+ attributes",
+        ),
+        (
+            "thousands of namespace prefixes",
+            rss(
+                "<item><title>A</title>"
+                + "".join(f'<p{n}:a xmlns:p{n}="urn:{n}"/>' for n in range(5000))
+                + "</item>"
+            ),
+            r"refused: the document declares more than [\d,]+ XML namespace prefixes",
+        ),
+    ],
+)
+def test_structure_that_costs_quadratic_time_is_refused(what, body, reason):
+    with pytest.raises(FeedError, match=reason):
+        parse_feed(body, FEED_URL)
 
 
 # --- whatever else a source sends ----------------------------------------------------------------

@@ -1,12 +1,13 @@
 """Feed bytes -> `Entry` values, with feedparser doing the reading.
 
 What we do around feedparser, and why:
-- The bytes are prepared first (`prepare`): documents that declare XML entities are
-  refused; characters and references XML cannot hold are removed. feedparser falls back
-  to its "loose" parser when expat refuses a document, and that parser expands entity
-  bombs again (2 MB took a minute and 5 GB here) and raised on `&#xD800;`. External DTDs
-  and entities are never loaded (expat's external entity feature is off in feedparser,
-  and a test proves it).
+- The bytes are prepared first (`prepare`): documents that declare XML entities, or that
+  hold structure feedparser is quadratic on, are refused; entries over `max_entries` (or
+  a tag budget) are cut out of the bytes before feedparser builds them; characters and
+  references XML cannot hold are removed. feedparser falls back to its "loose" parser when
+  expat refuses a document, and that parser expands entity bombs again (2 MB took a
+  minute and 5 GB here) and raised on `&#xD800;`. External DTDs and entities are never
+  loaded (expat's external entity feature is off in feedparser, and a test proves it).
 - Whatever still goes wrong inside feedparser or a codec is a FeedError with one line;
   whatever goes wrong converting one entry drops that entry only, counted in the result.
 - feedparser's own HTML sanitizer and relative-URI resolution are switched off: they are
@@ -37,6 +38,7 @@ from aggregator.parse import dates, prepare
 from aggregator.parse.sanitize import html_to_text, sanitize_html, sanitized_html_to_text
 from aggregator.parse.text import finished, xml_safe
 
+DEFAULT_MAX_ENTRIES = 5000  # fetch.max_entries' default
 # NATO's pubDate, "09 Nov. 2022 12:00:00 GMT": a day, always at noon.
 _NATO_DAY = re.compile(r"^\s*\d{1,2}\s+[A-Za-z]{3,9}\.?\s+\d{4}\s+12:00(:00)?\s+(GMT|UTC|Z)\s*$")
 _RELATIVE_REF = re.compile(r'\b(href|src)="(?![a-zA-Z][a-zA-Z0-9+.-]*:|//)([^"]*)"')
@@ -64,33 +66,43 @@ class ParsedFeed:
     link: str | None = None
     bozo: str | None = None  # what feedparser found wrong in a document it still read
     version: str = ""  # feedparser's name of the format: rss20, atom10, ...
+    dropped: int = 0  # entries not read: over max_entries, or past the tag budget
     unreadable: int = 0  # entries read that could not be converted, and were left out
-    note: str | None = None  # one line on the unreadable entries, for people
+    note: str | None = None  # one line on the dropped and unreadable entries, for people
 
 
-def parse_feed(body: bytes, url: str, headers: Mapping[str, str] | None = None) -> ParsedFeed:
-    """Read a feed; raise FeedError (one line) when it is hostile, unreadable, or yields no
-    entries at all."""
+def parse_feed(
+    body: bytes,
+    url: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    max_entries: int = DEFAULT_MAX_ENTRIES,
+) -> ParsedFeed:
+    """Read a feed's first `max_entries` entries; raise FeedError (one line) when it is
+    hostile, unreadable, or yields no entries at all."""
     try:
-        return _parse(body, url, headers or {})
+        return _parse(body, url, headers or {}, max_entries)
     except FeedError:
         raise
     except Exception as exc:  # inside feedparser or a codec: what a source sent, not a bug here
         raise FeedError(f"cannot read the document: {_one_line(exc)}") from exc
 
 
-def _parse(body: bytes, url: str, headers: Mapping[str, str]) -> ParsedFeed:
+def _parse(body: bytes, url: str, headers: Mapping[str, str], max_entries: int) -> ParsedFeed:
     encoding_info: dict[str, Any] = {}
     data = convert_to_utf8(headers, body, encoding_info)
     refused = prepare.refusal(data)
     if refused:
         raise FeedError(refused)
-    data = prepare.xml_characters(data)
+    cut = prepare.cut(data, max_entries)
+    if cut.refused:
+        raise FeedError(cut.refused)
+    data = prepare.xml_characters(cut.data)
     result = feedparser.parse(io.BytesIO(data), sanitize_html=False, resolve_relative_uris=False)
     problem = _bozo_message(result) or _bozo_message(encoding_info)
     raw_entries = result.entries
     result.entries = []  # let each raw entry go as soon as it is converted
-    if not raw_entries:
+    if not raw_entries and not cut.dropped:
         _raise_if_not_a_feed(result, problem, headers)
     entries, failures = _entries(raw_entries, url)
     feed = result.feed
@@ -100,8 +112,9 @@ def _parse(body: bytes, url: str, headers: Mapping[str, str]) -> ParsedFeed:
         link=_absolute_http(xml_safe(feed.get("link") or ""), url),
         bozo=problem,
         version=result.get("version") or "",
+        dropped=cut.dropped,
         unreadable=len(failures),
-        note=_note(failures),
+        note=_note(cut.note, failures),
     )
 
 
@@ -120,11 +133,12 @@ def _entries(raw_entries: list, base: str) -> tuple[list[Entry], list[Exception]
     return entries, failures
 
 
-def _note(failures: list[Exception]) -> str | None:
-    if not failures:
-        return None
-    count = f"{len(failures):,} entry" if len(failures) == 1 else f"{len(failures):,} entries"
-    return f"{count} could not be read (first: {_one_line(failures[0])})"
+def _note(cut_note: str | None, failures: list[Exception]) -> str | None:
+    notes = [cut_note] if cut_note else []
+    if failures:
+        count = f"{len(failures):,} entry" if len(failures) == 1 else f"{len(failures):,} entries"
+        notes.append(f"{count} could not be read (first: {_one_line(failures[0])})")
+    return "; ".join(notes) or None
 
 
 def _one_line(exc: BaseException) -> str:
