@@ -245,20 +245,26 @@ async def _fetch_and_parse(
         return result, None, _Ingested()
     if body_hash(result.body) == source.body_hash:
         return result, None, _Ingested(unchanged=True)
-    parsed, ingested = await _parse(result, source.id)
+    parsed, ingested = await _parse(result, source.id, max_entries)
     return result, parsed, ingested
 
 
-async def _parse(result: FetchResult, source_id: str) -> tuple[ParsedFeed | None, _Ingested]:
+async def _parse(
+    result: FetchResult, source_id: str, max_entries: int
+) -> tuple[ParsedFeed | None, _Ingested]:
     event(log, "parse started", logging.DEBUG, source=source_id, bytes=len(result.body))
     try:
-        parsed = await in_own_thread(parse_feed, result.body, result.final_url, result.headers)
+        parsed = await in_own_thread(
+            parse_feed, result.body, result.final_url, result.headers, max_entries=max_entries
+        )
     except FeedError as exc:
         return None, _Ingested(failure=str(exc))
     except Exception as exc:  # a parser library tripping over input it did not foresee
         log.debug("parsing the answer for %s failed", source_id, exc_info=True)
         return None, _Ingested(failure=f"cannot parse: {describe(exc)}")
-    return parsed, _Ingested(warning=parsed.bozo)
+    _count_dropped(source_id, parsed)
+    warning = "; ".join(part for part in (parsed.bozo, parsed.note) if part) or None
+    return parsed, _Ingested(warning=warning)
 
 
 async def _record_fault(
@@ -332,7 +338,7 @@ async def _unless(stopping: asyncio.Event | None, work: Coroutine[Any, Any, T]) 
     return task.result()
 
 
-async def in_own_thread(func: Callable[..., T], *args: Any) -> T:
+async def in_own_thread(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run `func` in a daemon thread of its own and await its result.
 
     Not `asyncio.to_thread`: the default executor's threads are joined when the event loop
@@ -353,7 +359,7 @@ async def in_own_thread(func: Callable[..., T], *args: Any) -> T:
 
     def run() -> None:
         try:
-            value, error = func(*args), None
+            value, error = func(*args, **kwargs), None
         except BaseException as exc:
             value, error = None, exc
         with contextlib.suppress(RuntimeError):  # the loop is closed: the process is ending
@@ -373,6 +379,14 @@ def outcome_label(report: PollReport) -> str:
     if report.error:
         return "error"
     return "unchanged" if report.unchanged else "ok"
+
+
+def _count_dropped(source_id: str, parsed: ParsedFeed) -> None:
+    """Entries a document had that the parse left out: over fetch.max_entries or the tag
+    budget (`over_limit`; the poll's note says which), or not convertible (`unreadable`)."""
+    for reason, number in (("over_limit", parsed.dropped), ("unreadable", parsed.unreadable)):
+        if number:
+            metrics.ENTRIES_DROPPED.labels(source=source_id, reason=reason).inc(number)
 
 
 def _count_stored(source_id: str, counts: IngestCounts) -> None:

@@ -327,3 +327,40 @@ def test_publish_reclassify_and_import_seeds_fail_in_one_line_when_publishing_fa
         assert not state.owed and not state.failing
     finally:
         archive.close()
+
+
+# --- case 3: entries beyond fetch.max_entries ---------------------------------------------------
+
+
+def test_entries_beyond_max_entries_are_dropped_noted_and_counted(project, feed_server):
+    many = [
+        (f"Story {n}", f"https://www.nato.int/cps/en/natohq/news_{n}.htm", "Text.")
+        for n in range(30)
+    ]
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>many</title>'
+        + "".join(
+            f"<item><title>{t}</title><link>{link}</link><description>{d}</description>"
+            "<pubDate>10 Jan. 2024 12:00:00 GMT</pubDate></item>"
+            for t, link, d in many
+        )
+        + "</channel></rss>"
+    ).encode()
+    with_sources(project, {"many": feed_server.route("/many.rss", body=body)})
+    project.replace_in_config("max_entries = 5000", "max_entries = 20")
+    config = load(project.config)
+    archive = Archive(config.archive.database)
+    try:
+        from aggregator import ingest
+
+        ingest.sync_sources(archive, config)
+        counted = Counted()
+        (report,) = poll.poll_all(config, archive)
+        assert (report.error, report.new) == (None, 20)
+        assert "10 entries" in report.note and "fetch.max_entries" in report.note, report.note
+        (logged,) = archive.fetch_log("many")
+        assert logged.error == f"warning: {report.note}"
+        assert counted("entries_dropped", source="many", reason="over_limit") == 10
+        assert archive.get_source("many").consecutive_errors == 0  # a warning, not a failure
+    finally:
+        archive.close()
