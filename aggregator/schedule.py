@@ -397,6 +397,7 @@ def _log_poll(report) -> None:
         duration=f"{report.duration:.2f}s",
         next_poll=_stamp(report.next_poll),
         **({"error": report.error} if report.error else {}),
+        **({"note": report.note} if report.note and not report.error else {}),
     )
 
 

@@ -280,6 +280,7 @@ def start_on_a_big_feed(project, feed_server, daemons, items: int) -> tuple[Daem
     port = free_port()
     configure(project, [source_block("big", url, "2s")], port)
     project.replace_in_config("max_bytes = 10000000", "max_bytes = 50000000")
+    project.replace_in_config("max_entries = 5000", f"max_entries = {max(items, 5000)}")
     daemon = daemons(project, port)
     daemon.wait_ready()
     wait_until_the_ingest_writes(daemon, project)
