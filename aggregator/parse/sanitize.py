@@ -3,9 +3,11 @@
 Sanitizing happens once, when entries are parsed, before anything is stored: what the
 archive holds is already safe to publish and to show.
 
-Both nh3 (html5ever's tree builder scans the stack of open elements for each start tag)
-and the text renderer see markup only after `limit_depth`: 100,000 nested <div> cost a
-minute of CPU in nh3, quadratic in depth, and any fragment a feed sends may be that.
+Both nh3 and the text renderer see markup only after `limit_depth`, which bounds what
+nh3 (html5ever and its serializer) spends quadratic time on: depth (100,000 nested <div>
+cost a minute: the tree builder scans the stack of open elements for each start tag), an
+element's attributes (checked for duplicates pairwise), and "&" or U+00A0 in one text
+node or attribute value (200,000 took a second; 10 MB of them, minutes).
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ URL_SCHEMES = {"http", "https", "mailto"}
 _BLOCKS = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote"}
 
 MAX_DEPTH = 100  # elements open at once; start tags deeper than this are dropped, text kept
-_SHORT = 2000  # characters: at most 1,000 attributes, which html5ever checks in a millisecond
+_SHORT = 2000  # characters: too few attributes or "&" to cost nh3 a millisecond
+_TEXT_RUN = 1000  # characters of text in one node, about; a comment (nh3 drops) splits runs
+_MAX_VALUE = 4096  # characters in an attribute value nh3 may keep; no link needs more
 # Markup as the HTML tokenizer reads it: a tag ends at the first ">" outside a quoted
 # attribute value (or at the end, which drops it); comments, doctypes and "bogus comments".
 _MARKUP = re.compile(
@@ -56,6 +60,13 @@ _ATTRIBUTE = re.compile(
 # Only these tags are written back: nh3 keeps no others (only their content); and only the
 # attributes nh3 may keep, once each (html5ever checks duplicates in quadratic time).
 _PLAIN_NAME = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+# Elements whose content the HTML parser reads as one text node, and nh3 keeps as text
+# without them: left out, so that their content is split like any other.
+_TEXT_ELEMENTS = frozenset({
+    "iframe", "noembed", "noframes", "noscript", "plaintext", "textarea", "title", "xmp",
+})  # fmt: skip
+# Where text can be split: before a reference starts, or at white space, never inside one.
+_SPLIT_POINT = re.compile(r"[&\s]")
 _KEPT_ATTRIBUTES = frozenset().union(*ALLOWED_ATTRIBUTES.values())
 _MAY_KEEP = re.compile("|".join(sorted(_KEPT_ATTRIBUTES)), re.IGNORECASE)
 _VOID = frozenset({
@@ -114,14 +125,17 @@ def sanitized_html_to_text(fragment: str | None) -> str:
 
 
 def limit_depth(fragment: str, max_depth: int = MAX_DEPTH) -> str:
-    """The fragment with no more than `max_depth` elements open at once, in linear time.
+    """The fragment with no more than `max_depth` elements open at once, in linear time,
+    and nothing else nh3 is slow on.
 
     Deeper start tags (and their end tags) are dropped; their text stays where it was. The
     result is rewritten markup that leaves the HTML parser nothing to guess: each tag
-    written again from its name and attributes, every other "<" escaped, every element this
-    closes (by an end tag further out, or a sloppy "<li>" after "<li>") closed by an
-    explicit end tag, comments left out (nh3 drops them). So the depth counted here is the
-    depth the parser builds.
+    written again from its name and the attributes nh3 may keep, every other "<" escaped,
+    every element this closes (by an end tag further out, or a sloppy "<li>" after "<li>")
+    closed by an explicit end tag, comments left out. So the depth counted here is the
+    depth the parser builds. Long text is split into runs by empty comments, which nh3
+    drops. Well-nested markup sanitizes exactly as before; mis-nested inline elements may
+    close where html5ever would have opened them again.
     """
     if len(fragment) <= _SHORT and fragment.count("<") <= max_depth:
         return fragment  # too few tags to nest that deep, too short for many attributes
@@ -136,23 +150,36 @@ class _DepthLimit:
         self.dropped: dict[str, int] = {}  # start tags dropped and not closed yet, by name
 
     def rewrite(self, fragment: str) -> str:
-        out, position = self.out, 0
+        position = 0
         for markup in _MARKUP.finditer(fragment):
             if markup.start() > position:
-                out.append(fragment[position : markup.start()].replace("<", "&lt;"))
+                self.text(fragment[position : markup.start()])
             position = markup.end()
             name = markup["name"]
             if name is None or not markup["close"]:
                 continue  # a comment or doctype, or a tag cut off by the end: never an element
             name = name.lower()
-            if not _PLAIN_NAME.fullmatch(name):
+            if not _PLAIN_NAME.fullmatch(name) or name in _TEXT_ELEMENTS:
                 continue  # nh3 would drop the element and keep its content, as this does
             if markup["end"]:
                 self.end_tag(name)
             else:
                 self.start_tag(name, markup["attributes"])
-        out.append(fragment[position:].replace("<", "&lt;"))
-        return "".join(out)
+        self.text(fragment[position:])
+        return "".join(self.out)
+
+    def text(self, text: str) -> None:
+        """Text, "<" escaped, in runs of about _TEXT_RUN characters."""
+        text = text.replace("<", "&lt;")
+        start = 0
+        while len(text) - start > _TEXT_RUN:
+            split = _SPLIT_POINT.search(text, start + _TEXT_RUN)
+            if split is None:
+                break
+            self.out.append(text[start : split.start()])
+            self.out.append("<!---->")
+            start = split.start()
+        self.out.append(text[start:])
 
     def start_tag(self, name: str, attributes: str) -> None:
         tag = f"<{name}{_attributes(attributes)}>" if _MAY_KEEP.search(attributes) else f"<{name}>"
@@ -201,6 +228,8 @@ def _attributes(text: str) -> str:
         value = found[2] if found[2] is not None else found[3] if found[3] is not None else found[4]
         if value is None:
             written[name] = f" {name}"
+        elif len(value) > _MAX_VALUE:
+            written[name] = ""  # left out, and its duplicates with it
         else:
             value = value.replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
             written[name] = f' {name}="{value}"'
