@@ -147,11 +147,14 @@ def not_modified_since(header: bytes, modified: int) -> bool:
 
 @lru_cache(maxsize=512)
 def _http_date(header: bytes) -> int | None:
+    """The date as seconds since the epoch; None (as if absent) when it is not a date."""
+    if len(header) > 64:  # an HTTP-date has 29 characters
+        return None
     try:
         parsed = parsedate_to_datetime(header.decode("latin-1"))
-    except (TypeError, ValueError, IndexError):
+        return int(parsed.timestamp()) if parsed.tzinfo is not None else None
+    except (TypeError, ValueError, IndexError, OverflowError):  # e.g. year 99999999999
         return None
-    return int(parsed.timestamp()) if parsed.tzinfo is not None else None
 
 
 @lru_cache(maxsize=512)
@@ -182,13 +185,16 @@ def _qvalue(params: str) -> float:
 
 
 def load(path: str, root: Path, content_type: bytes, max_age: int) -> Representation | None:
-    """Read a regular file inside `root` (after resolving symlinks); None if there is none."""
+    """Read a regular file inside `root` (after resolving symlinks); None if there is none.
+
+    Opened without blocking: opening a FIFO for reading would otherwise wait for a writer,
+    and this runs on the event loop."""
     real = os.path.realpath(path)
     top = os.path.realpath(root)
     if os.path.commonpath([real, top]) != top:
         return None
     try:
-        with open(real, "rb") as handle:
+        with open(os.open(real, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
             info = os.fstat(handle.fileno())
             if not stat.S_ISREG(info.st_mode):
                 return None
@@ -244,6 +250,8 @@ class FeedFiles:
         try:
             info = os.stat(path)
         except (OSError, ValueError):
+            info = None
+        if info is None or not stat.S_ISREG(info.st_mode):  # only regular files are served
             self.cache.pop(path, None)
             return None
         rep = self.cache.get(path)
