@@ -206,9 +206,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(config: config_module.Config) -> Iterator[str]:
+def serving(config: config_module.Config, app=None, **options) -> Iterator[str]:
+    """The real server for `config` in a thread; `options` go to make_server (e.g. limits)."""
     port = free_port()
-    server = make_server(config, host="127.0.0.1", port=port)
+    server = make_server(config, app, host="127.0.0.1", port=port, **options)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -26,11 +26,13 @@ from aggregator.config import Config
 from aggregator.models import Item, Origin
 from aggregator.serve import pages
 from aggregator.serve.files import FeedFiles, Representation, represent, select
+from aggregator.serve.limits import Limits, protocol_with
 from aggregator.store import Archive, ArchiveError
 
 __all__ = ["create_app", "is_loopback_host", "make_server", "run"]
 
 METHODS = ("GET", "HEAD")
+SHUTDOWN_GRACE = 5  # seconds a stopping server waits for requests in flight
 _HTML_HEADERS = {k.decode(): v.decode() for k, v in pages.html_headers()}
 _NOT_ALLOWED_BODY = pages.METHOD_NOT_ALLOWED_HTML.encode()
 _NOT_ALLOWED = [
@@ -167,15 +169,21 @@ def make_server(
     host: str | None = None,
     port: int | None = None,
     log_level: str = "warning",
+    limits: Limits | None = None,
 ) -> uvicorn.Server:
-    """A uvicorn server for `app` (default: create_app(config)) with uvloop and httptools
-    when installed. `server.run()` blocks; `await server.serve()` runs in the caller's loop."""
+    """A uvicorn server for `app` (default: create_app(config)) with uvloop when installed,
+    httptools, and `limits` (default: Limits.for_this_process()) on every connection.
+    `server.run()` blocks; `await server.serve()` runs in the caller's loop."""
+    limits = limits or Limits.for_this_process()
     settings = uvicorn.Config(
         app if app is not None else create_app(config),
         host=host or config.server.host,
         port=port or config.server.port,
         loop="auto",
-        http="auto",
+        http=protocol_with(limits),
+        ws="none",  # no WebSocket routes: an Upgrade header is just a header
+        timeout_keep_alive=limits.keep_alive_timeout,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE,
         lifespan="off",
         access_log=False,  # thousands of polling readers: the log would be the bottleneck
         server_header=False,
