@@ -182,6 +182,11 @@ SERVER = {
     "cache_max_age": Setting(
         _int_range(0, 86400), 300, "seconds in Cache-Control: public, max-age for feeds"
     ),
+    "publish_overdue": Setting(
+        _duration_up_to(MAX_REST),
+        3600.0,
+        "/healthz answers 503 when a publish has been owed this long",
+    ),
 }
 FETCH = {
     "user_agent_contact": Setting(
@@ -258,6 +263,7 @@ class ServerConfig:
     base_url: str
     feeds_dir: Path
     cache_max_age: int
+    publish_overdue: float
 
 
 @dataclass(frozen=True)

@@ -382,10 +382,19 @@ def test_the_daemon_starts_when_publishing_fails_and_settles_the_debt_once_it_ca
     assert count(project, "SELECT count(*) FROM items WHERE source_id = 'nato'") == 3
     published = project.root / "blocked" / "feeds" / "all.atom"
     assert not published.exists()
+    health = daemon.get("/healthz")
+    assert health.status_code == 503 and health.json()["status"] == "failing"
+    assert health.json()["publish"]["owed"] is True
+    metrics = daemon.get("/metrics").text
+    assert 'aggregator_polls_total{outcome="ok",source="nato"} 1.0' in metrics
+    assert 'aggregator_publishes_total{outcome="failed"}' in metrics
+    assert "aggregator_publish_failing 1.0" in metrics
 
     (project.root / "blocked").unlink()  # the folder can be made now
     daemon.wait_for(published.exists, what="the owed publish")
     daemon.wait_for(lambda: "owed publish settled" in daemon.log(), what="the settle line")
+    assert daemon.get("/healthz").status_code == 200
+    assert "aggregator_publish_failing 0.0" in daemon.get("/metrics").text
     assert "news_209611" in published.read_text(encoding="utf-8")
     assert "poll crashed" not in daemon.log()
     assert daemon.stop() == 0

@@ -1,7 +1,8 @@
 """serve: the read-only HTTP face of the aggregator (Starlette on uvicorn).
 
 Routes: /feeds/<slug>.atom|.rss|.json and /feeds/<slug>/archive/<YYYY-MM>.atom (the files
-publish wrote, see `files`), / (HTML index), /opml, /healthz. Only GET and HEAD.
+publish wrote, see `files`), / (HTML index), /opml, /healthz and /metrics (see `observe`).
+Only GET and HEAD.
 
 `create_app(config)` is the ASGI app and `make_server(config)` a uvicorn server for it that
 can run on its own (`run`) or inside another event loop (`await server.serve()`).
@@ -15,6 +16,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import uvicorn
 from starlette.applications import Starlette
@@ -23,8 +25,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from aggregator.config import Config
-from aggregator.models import Item, Origin
-from aggregator.serve import pages
+from aggregator.models import Item
+from aggregator.serve import observe, pages
 from aggregator.serve.files import FeedFiles, Representation, represent, select
 from aggregator.serve.limits import Limits, protocol_with
 from aggregator.store import Archive, ArchiveError
@@ -34,6 +36,8 @@ __all__ = ["create_app", "is_loopback_host", "make_server", "run"]
 METHODS = ("GET", "HEAD")
 SHUTDOWN_GRACE = 5  # seconds a stopping server waits for requests in flight
 _HTML_HEADERS = {k.decode(): v.decode() for k, v in pages.html_headers()}
+_NO_STORE = {"cache-control": "no-store", "x-content-type-options": "nosniff"}
+PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 _NOT_ALLOWED_BODY = pages.METHOD_NOT_ALLOWED_HTML.encode()
 _NOT_ALLOWED = [
     *pages.html_headers(),
@@ -83,8 +87,13 @@ def create_app(config: Config) -> Starlette:
         return HTMLResponse(body, headers={**_HTML_HEADERS, "cache-control": "no-cache"})
 
     def healthz(request: Request) -> Response:
-        status, payload = _health(config)
-        return JSONResponse(payload, status, headers={"cache-control": "no-store"})
+        status, payload = observe.health(config, datetime.now(UTC))
+        if status == 200 or payload["status"] != "unavailable":
+            payload["feeds"] = _published(config)
+        return JSONResponse(payload, status, headers=_NO_STORE)
+
+    def metrics(request: Request) -> Response:
+        return Response(observe.metrics_text(config), headers=_NO_STORE, media_type=PROMETHEUS)
 
     async def opml_endpoint(request: Request) -> Response:
         return _conditional(request, opml)
@@ -96,6 +105,7 @@ def create_app(config: Config) -> Starlette:
         Route("/", index, methods=["GET", "HEAD"]),
         Route("/opml", opml_endpoint, methods=["GET", "HEAD"]),
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
+        Route("/metrics", metrics, methods=["GET", "HEAD"]),
     ]
     return FeedServer(files, routes=routes, exception_handlers={404: not_found})
 
@@ -129,21 +139,6 @@ def _index_data(config: Config) -> tuple[list[Item], dict[str, str], str | None]
     except (ArchiveError, sqlite3.Error) as exc:
         return [], {}, str(exc)
     return items, titles, None
-
-
-def _health(config: Config) -> tuple[int, dict]:
-    path = config.archive.database
-    try:
-        with Archive(path, readonly=True) as archive:
-            sources = archive.list_sources(include_seed=True)
-            counts = {"total": archive.count_items()}
-            counts.update((origin.value, archive.count_items(origin)) for origin in Origin)
-    except (ArchiveError, sqlite3.Error) as exc:
-        reason = str(exc).replace(f"{path}: ", "")  # no file system paths on a public page
-        return 503, {"status": "unavailable", "error": f"archive: {reason}"}
-    payload = pages.health(sources, counts)
-    payload["feeds"] = _published(config)
-    return 200, payload
 
 
 def _published(config: Config) -> dict[str, str | None]:

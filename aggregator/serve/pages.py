@@ -16,7 +16,7 @@ from html import escape
 from urllib.parse import urlsplit
 
 from aggregator.config import Config, FeedConfig
-from aggregator.models import Item, Precision, SourceState
+from aggregator.models import Item, Precision, PublishState, SourceState
 
 FORMATS = (("atom", "Atom"), ("rss", "RSS"), ("json", "JSON Feed"))
 
@@ -163,9 +163,18 @@ def opml(config: Config, created: float) -> bytes:
 # --- /healthz --------------------------------------------------------------------------------
 
 
-def health(sources: Sequence[SourceState], counts: dict[str, int]) -> dict:
+def health(
+    sources: Sequence[SourceState], counts: dict[str, int], publish: PublishState, status: str
+) -> dict:
     return {
-        "status": "ok",
+        "status": status,
+        "publish": {
+            "owed": publish.owed,
+            "owed_since": _iso(publish.owed_since),
+            "last_success": _iso(publish.last_success),
+            "last_failure": _iso(publish.last_failure),
+            "last_error": publish.last_error,
+        },
         "items": counts,
         "sources": [_source_health(source) for source in sources],
     }
