@@ -66,7 +66,9 @@ def config(folder: Path) -> Config:
     return Config(
         path=folder / "config.toml",
         archive=ArchiveConfig(folder / "a.db", folder / "seed", folder / "snapshots"),
-        server=ServerConfig("127.0.0.1", 8080, "http://127.0.0.1:8080", folder / "feeds", 300, 3600.0),
+        server=ServerConfig(
+            "127.0.0.1", 8080, "http://127.0.0.1:8080", folder / "feeds", 300, 3600.0
+        ),
         fetch=None,  # type: ignore[arg-type]
         daemon=None,  # type: ignore[arg-type]
         sources=(),

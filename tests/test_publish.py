@@ -126,7 +126,9 @@ def _config(tmp_path: Path, feeds_dir: Path | None = None) -> Config:
     return Config(
         path=tmp_path / "config.toml",
         archive=ArchiveConfig(tmp_path / "a.db", SEEDS, tmp_path / "snapshots"),
-        server=ServerConfig("127.0.0.1", 8080, BASE + "/", feeds_dir or tmp_path / "feeds", 300, 3600.0),
+        server=ServerConfig(
+            "127.0.0.1", 8080, BASE + "/", feeds_dir or tmp_path / "feeds", 300, 3600.0
+        ),
         fetch=None,  # type: ignore[arg-type]  # publish reads no fetch or daemon settings
         daemon=None,  # type: ignore[arg-type]
         sources=(),
