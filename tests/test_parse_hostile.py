@@ -12,6 +12,7 @@ import nh3
 import pytest
 
 from aggregator.models import Entry
+from aggregator.parse import feed as feed_module
 from aggregator.parse import sanitize
 from aggregator.parse.feed import FeedError, parse_feed
 from aggregator.parse.prepare import MAX_TAGS
@@ -173,12 +174,31 @@ def test_a_feed_with_a_surrogate_reference_is_fetched_and_stored(project, feed_s
     assert {"First", "Broken \ufffd reference", "Bell rung"} <= titles
 
 
-def test_an_entry_that_cannot_be_converted_is_dropped_alone_and_counted():
-    # Year 1 at 00:10 in Brussels is before datetime's range once made UTC (OverflowError).
+def test_a_date_out_of_range_is_no_date_and_the_entry_is_kept():
+    # Year 1 at 00:10 in Brussels is before datetime's range once made UTC.
     body = rss(
-        "<item><title>First</title><link>https://example.org/1</link></item>"
         "<item><title>Odd date</title><link>https://example.org/2</link>"
         "<pubDate>January 1, 0001 00:10</pubDate></item>"
+    )
+    feed = parse_feed(body, FEED_URL)
+    assert [(e.title, e.published) for e in feed.entries] == [("Odd date", None)]
+    assert feed.unreadable == 0 and feed.note is None
+
+
+def test_an_entry_that_cannot_be_converted_is_dropped_alone_and_counted(monkeypatch):
+    # No input known today breaks the conversion; a converter that fails on one entry stands
+    # for the next one found, so that the isolation itself is what is tested.
+    categories = feed_module._categories
+
+    def failing_on_the_odd_one(raw):
+        if "Odd" in (raw.get("title") or ""):
+            raise OverflowError("date value out of range")
+        return categories(raw)
+
+    monkeypatch.setattr(feed_module, "_categories", failing_on_the_odd_one)
+    body = rss(
+        "<item><title>First</title><link>https://example.org/1</link></item>"
+        "<item><title>Odd one</title><link>https://example.org/2</link></item>"
         "<item><title>Third</title><link>https://example.org/3</link></item>"
     )
     feed = parse_feed(body, FEED_URL)

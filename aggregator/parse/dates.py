@@ -130,8 +130,10 @@ def nato_local_datetime(text: str) -> datetime | None:
     hour, minute = int(clock.group(1)), int(clock.group(2))
     if hour > 23 or minute > 59:
         return None
-    local = datetime.combine(day, time(hour, minute), tzinfo=NATO_TIMEZONE)
-    return local.astimezone(UTC)
+    try:  # year 1 in Brussels is before datetime's range once made UTC
+        return datetime.combine(day, time(hour, minute), tzinfo=NATO_TIMEZONE).astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
 
 
 def parse_reference(text: str) -> tuple[datetime, bool]:
