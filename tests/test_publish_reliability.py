@@ -14,6 +14,7 @@ where a feed file must be.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -195,6 +196,19 @@ def test_a_second_publish_of_an_archive_with_a_bad_item_rewrites_nothing(config)
         second = publish.publish_all(archive, config)
     assert first.written and second.written == ()
     assert second.unchanged == len(first.written) + first.unchanged
+
+
+def test_a_daemon_that_publishes_again_says_once_what_it_left_out(config, caplog):
+    _, escaped = _store(config, [GOOD, ESCAPED])
+    before = _left_out("all", "not_xml_text")
+    with Archive(config.archive.database) as archive, caplog.at_level(logging.WARNING):
+        first = publish.publish_all(archive, config)
+        (config.server.feeds_dir / "all.atom").unlink()  # so that the second run renders it
+        second = publish.publish_all(archive, config)
+    said = [r.getMessage() for r in caplog.records if f"item {escaped} left out" in r.getMessage()]
+    assert len(said) == 1, said
+    assert [left.item_id for left in first.left_out] == [left.item_id for left in second.left_out]
+    assert _left_out("all", "not_xml_text") == before + 2  # counted on every run all the same
 
 
 def test_a_feed_that_cannot_be_written_does_not_stop_the_others(config):

@@ -7,7 +7,7 @@ Rendering is pure (document, atom, rss, jsonfeed); this module reads the archive
 writes the files, each only when its bytes changed.
 
 Nothing one item or one feed holds stops the rest: an item a document cannot be rendered
-with is left out of that document (see isolate), logged once per run and counted; a feed
+with is left out of that document (see isolate), logged once per process and counted; a feed
 that fails as a whole (its files cannot be written) is reported, and the others publish.
 """
 
@@ -151,7 +151,7 @@ def _publish(
         except Exception as exc:  # the other feeds still publish; the run reports it
             failed.append(FeedFailure(feed.slug, one_line(exc)))
             log.error("publish of feed %s failed: %s", feed.slug, failed[-1].error)
-    left_out = _report_left_out(results, config.server.feeds_dir)
+    left_out = _report_left_out(results, config.server.feeds_dir, archive.path)
     return PublishReport(
         written=tuple(path for result in results for path in result.written),
         unchanged=sum(result.unchanged for result in results),
@@ -239,15 +239,26 @@ def _merge(into: dict[int, LeftOut], left_out: Iterable[LeftOut]) -> None:
         )
 
 
-def _report_left_out(results: Sequence[FeedResult], folder: Path) -> tuple[LeftOut, ...]:
-    """Log each left-out item once for the run, naming the documents it is missing from,
-    and count it once per feed."""
+# A daemon republishes after every poll that stores something: an item it cannot render
+# is left out each time, and would be logged each time. Said once per process is enough;
+# the metric still counts every document published without it.
+_ALREADY_LOGGED: set[tuple[Path, int, str]] = set()
+
+
+def _report_left_out(
+    results: Sequence[FeedResult], folder: Path, database: Path
+) -> tuple[LeftOut, ...]:
+    """Log each left-out item once for the process, naming the documents it is missing
+    from, and count it once per feed and run."""
     every: dict[int, LeftOut] = {}
     for result in results:
         for left in result.left_out:
             metrics.PUBLISH_LEFT_OUT.labels(feed=result.slug, reason=left.reason).inc()
         _merge(every, result.left_out)
     for left in every.values():
+        if (database, left.item_id, left.reason) in _ALREADY_LOGGED:
+            continue
+        _ALREADY_LOGGED.add((database, left.item_id, left.reason))
         names = [str(path.relative_to(folder)) for path in left.documents]
         more = len(names) - LOGGED_DOCUMENTS
         log.warning(
