@@ -115,6 +115,9 @@ class _QuietServer(ThreadingHTTPServer):
 def _handler_for(server: FeedServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in separate writes: with Nagle's algorithm on, a keep-alive
+        # client waits ~40 ms for the delayed ACK on every response.
+        disable_nagle_algorithm = True
 
         def log_message(self, *args) -> None:  # keep pytest output clean
             pass
