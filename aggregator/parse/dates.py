@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from aggregator.models import Precision
+
 NATO_TIMEZONE = ZoneInfo("Europe/Brussels")  # where "Last updated" times on nato.int are local
 NOON = time(12, 0)
 
@@ -92,6 +94,55 @@ def parse_age(line: str) -> Age | None:
         uncertainty = timedelta(days=1)
     has_time = bool(units & {"hour", "minute", "min", "second", "sec"})
     return Age(timedelta(seconds=seconds), uncertainty, has_time)
+
+
+def age_date(
+    age: Age, reference: datetime, reference_has_time: bool = True
+) -> tuple[datetime, Precision]:
+    """The moment an age counts back to from `reference`: to the minute when both the age
+    and the reference say the time of day, else only the day (at noon)."""
+    moment = reference - age.delta
+    if age.has_time and reference_has_time:
+        return moment.replace(second=0, microsecond=0), Precision.MINUTE
+    return at_noon(moment.date()), Precision.DAY
+
+
+def written_date(text: str, reference: datetime) -> tuple[datetime, Precision] | None:
+    """A date as a web page writes it: ISO 8601 (a `datetime` attribute), NATO's
+    '07 Dec. 2022' or '19 Jul. 2021 09:36' (Brussels time), or an age such as
+    '2 weeks 3 days ago' counted back from `reference` (when the page was fetched)."""
+    text = " ".join(text.split())
+    if not text:
+        return None
+    found = _iso_date(text)
+    if found is None and (age := parse_age(text)):
+        found = age_date(age, reference)
+    if found is None and (moment := nato_local_datetime(text)):
+        found = moment, Precision.MINUTE
+    if found is None and (day := first_explicit_date(text)):
+        found = at_noon(day), Precision.DAY
+    return found
+
+
+def _iso_date(text: str) -> tuple[datetime, Precision] | None:
+    try:
+        if _ISO_DAY.fullmatch(text):
+            return at_noon(date.fromisoformat(text)), Precision.DAY
+        if not _ISO_TIME.match(text):
+            return None
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except (ValueError, OverflowError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # no zone said: take UTC rather than guess
+    try:
+        return moment.astimezone(UTC), Precision.SECOND
+    except OverflowError:
+        return None
+
+
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 
 
 def first_explicit_date(text: str) -> date | None:

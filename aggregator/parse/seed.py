@@ -184,10 +184,8 @@ def _listing_entry(block: _Block, ref: datetime | None, ref_has_time: bool) -> E
     by_age = ref - block.age.delta if ref else None
     if block.explicit and (by_age is None or _agrees(block, by_age)):
         published, precision = dates.at_noon(block.explicit), Precision.DAY
-    elif by_age is not None and block.age.has_time and ref_has_time:
-        published, precision = by_age.replace(second=0), Precision.MINUTE
     else:
-        published, precision = dates.at_noon(by_age.date()), Precision.DAY
+        published, precision = dates.age_date(block.age, ref, ref_has_time)
     return _entry(block.title, block.summary, published, published, precision)
 
 
