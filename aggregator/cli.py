@@ -81,8 +81,8 @@ class State:
         return self._config
 
     def archive(self, *, sync: bool = False):
+        from aggregator.models import SourceSpec
         from aggregator.store import Archive
-        from aggregator.store.sources import SourceSpec
 
         archive = Archive(self.config.archive.database)
         if sync:

@@ -16,12 +16,10 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
-from aggregator.models import Entry, Origin
+from aggregator.models import Action, Candidate, Entry, Identity, Intent, Origin
 
 TRACKING_PARAMS = {"fbclid", "gclid", "dclid", "msclkid", "mc_cid", "mc_eid", "selectedlocale"}
 SEED_MATCH_WINDOW = timedelta(days=4)
@@ -132,14 +130,6 @@ def _looks_like_uri(value: str) -> bool:
     return bool(re.match(r"^(https?://|urn:|tag:)\S+$", value.strip(), re.I))
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
-    guid_key: str | None
-    canonical_url: str | None
-    fingerprint: str
-    title_key: str
-
-
 def identify(entry: Entry, source_id: str) -> Identity:
     key = title_key(entry.title)
     return Identity(
@@ -151,38 +141,6 @@ def identify(entry: Entry, source_id: str) -> Identity:
 
 
 # --- decisions -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """What dedupe needs to know about a stored item."""
-
-    id: int
-    origin: Origin
-    guid_key: str | None
-    canonical_url: str | None
-    fingerprint: str
-    title_key: str
-    published: datetime
-    content_hash: str
-    text: str = ""  # a seed's whole text: for the summary-containment match and re-imports
-
-
-class Action(StrEnum):
-    NEW = "new"  # store a new item
-    REVISE = "revise"  # the story changed: new revision of item_id
-    MERGE = "merge"  # a seeded item gains the live entry's link and guid
-    SEED_TEXT = "seed-text"  # a merged seed's text changed: a revision of only its text
-    UNCHANGED = "unchanged"  # nothing to write
-
-
-@dataclass(frozen=True, slots=True)
-class Intent:
-    action: Action
-    entry: Entry
-    identity: Identity
-    content_hash: str
-    item_id: int | None = None
 
 
 def unique_entries(entries: Iterable[Entry], source_id: str) -> list[Entry]:

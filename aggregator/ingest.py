@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 
 from aggregator import dedupe, metrics
 from aggregator.config import Config, FeedConfig
-from aggregator.models import Entry, IngestCounts, Origin
+from aggregator.models import Entry, IngestCounts, Origin, SourceSpec
 from aggregator.parse.seed import read_seed_file, seed_files
 from aggregator.store import Archive
 from aggregator.store.codec import now
-from aggregator.store.sources import SEED_SOURCE_ID, SourceSpec
+from aggregator.store.sources import SEED_SOURCE_ID
 
 if TYPE_CHECKING:
     from aggregator.publish import PublishReport

@@ -48,6 +48,52 @@ class Entry:
     date_inferred: bool = False  # no date in the source: published is the first-seen time
 
 
+# --- identity: what dedupe decides ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    guid_key: str | None
+    canonical_url: str | None
+    fingerprint: str
+    title_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """What dedupe needs to know about a stored item."""
+
+    id: int
+    origin: Origin
+    guid_key: str | None
+    canonical_url: str | None
+    fingerprint: str
+    title_key: str
+    published: datetime
+    content_hash: str
+    text: str = ""  # a seed's whole text: for the summary-containment match and re-imports
+
+
+class Action(StrEnum):
+    NEW = "new"  # store a new item
+    REVISE = "revise"  # the story changed: new revision of item_id
+    MERGE = "merge"  # a seeded item gains the live entry's link and guid
+    SEED_TEXT = "seed-text"  # a merged seed's text changed: a revision of only its text
+    UNCHANGED = "unchanged"  # nothing to write
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    action: Action
+    entry: Entry
+    identity: Identity
+    content_hash: str
+    item_id: int | None = None
+
+
+# --- what the archive holds -----------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class Item:
     """A story as the archive holds it (its newest revision)."""
@@ -107,6 +153,31 @@ class IngestCounts:
     @property
     def changed(self) -> int:
         return self.new + self.updated
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSpec:
+    """What config says a source is; the archive adds its fetch state."""
+
+    id: str
+    title: str
+    url: str
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class PollOutcome:
+    """What a poll changes on its source; None fields leave the stored value alone."""
+
+    status: int | None
+    error: str | None
+    consecutive_errors: int
+    next_poll_not_before: datetime | None
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    new_url: str | None = None  # a permanent redirect moved the feed
+    gone: bool = False
 
 
 @dataclass(frozen=True, slots=True)

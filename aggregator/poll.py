@@ -29,11 +29,10 @@ from aggregator import ingest, metrics
 from aggregator.config import Config
 from aggregator.fetch import Fetcher, FetchResult, next_poll
 from aggregator.logs import event
-from aggregator.models import FetchLogEntry, IngestCounts, Origin, SourceState
+from aggregator.models import FetchLogEntry, IngestCounts, Origin, PollOutcome, SourceState
 from aggregator.parse.feed import FeedError, ParsedFeed, parse_feed
 from aggregator.store import Archive, ArchiveError
 from aggregator.store.codec import now as utc_now
-from aggregator.store.sources import PollOutcome
 
 DEFAULT_INTERVAL = 1800.0  # for a source the archive knows but config no longer lists
 MAX_ERROR = 500  # characters of an error kept in a report, the fetch log and last_error

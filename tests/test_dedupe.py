@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from aggregator import dedupe
-from aggregator.dedupe import Action, Candidate
-from aggregator.models import Entry, Origin
+from aggregator.models import Action, Candidate, Entry, Origin
 
 DAY = datetime(2022, 11, 9, 12, 0, tzinfo=UTC)
 SEED_TEXT = (

@@ -8,17 +8,18 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from aggregator.dedupe import (
-    SEED_MATCH_WINDOW,
+from aggregator.dedupe import SEED_MATCH_WINDOW, atom_id, fallback_atom_id, told_apart
+from aggregator.models import (
     Action,
     Candidate,
     Identity,
+    IngestCounts,
     Intent,
-    atom_id,
-    fallback_atom_id,
-    told_apart,
+    Item,
+    Origin,
+    Precision,
+    Revision,
 )
-from aggregator.models import IngestCounts, Item, Origin, Precision, Revision
 from aggregator.store.codec import from_text, to_text
 
 if TYPE_CHECKING:

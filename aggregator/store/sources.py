@@ -4,42 +4,16 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from aggregator.models import FetchLogEntry, SourceState
+from aggregator.models import FetchLogEntry, PollOutcome, SourceSpec, SourceState
 from aggregator.store.codec import from_text, now, to_text
 
 if TYPE_CHECKING:
     from aggregator.store import Archive
 
 SEED_SOURCE_ID = "seed"  # the pseudo-source that owns the seeded articles
-
-
-@dataclass(frozen=True, slots=True)
-class SourceSpec:
-    """What config says a source is; the archive adds its fetch state."""
-
-    id: str
-    title: str
-    url: str
-    enabled: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class PollOutcome:
-    """What a poll changes on its source; None fields leave the stored value alone."""
-
-    status: int | None
-    error: str | None
-    consecutive_errors: int
-    next_poll_not_before: datetime | None
-    etag: str | None = None
-    last_modified: str | None = None
-    body_hash: str | None = None
-    new_url: str | None = None  # a permanent redirect moved the feed
-    gone: bool = False
 
 
 _SOURCE_COLUMNS = (
