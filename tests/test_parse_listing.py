@@ -103,7 +103,7 @@ def test_hostile_cards_stay_text_and_odd_links_are_dropped():
 def test_cards_over_max_entries_are_dropped_and_said():
     feed = parse_listing(PAGE, URL, NATO, FETCHED, max_entries=2)
     assert len(feed.entries) == 2 and feed.dropped == 3
-    assert feed.note == "3 items over fetch.max_entries (2) were not read"
+    assert feed.note == "3 entries over fetch.max_entries (2) were dropped"
 
 
 def test_the_page_charset_is_honoured():

@@ -1,1 +1,28 @@
-"""Bytes and text in, normalized `Entry` values out: feeds (feedparser) and seed files."""
+"""Bytes and text in, normalized `Entry` values out: feeds (feedparser), JSON Feed, HTML
+listing pages (CSS selectors) and seed files."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # importing a stage module here would load feedparser for every parse.*
+    from aggregator.parse.feed import ParsedFeed
+
+DEFAULT_MAX_ENTRIES = 5000  # fetch.max_entries' default
+
+
+def parse_document(
+    body: bytes,
+    url: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    max_entries: int = DEFAULT_MAX_ENTRIES,
+) -> ParsedFeed:
+    """A feed source's document, whatever its format: JSON Feed when it is served or
+    written as JSON, else RSS or Atom (feedparser). Raises FeedError (one line)."""
+    from aggregator.parse import feed, jsonfeed
+
+    if jsonfeed.looks_like_json_feed(body, headers or {}):
+        return jsonfeed.parse_json_feed(body, url, max_entries=max_entries)
+    return feed.parse_feed(body, url, headers, max_entries=max_entries)

@@ -36,11 +36,10 @@ from feedparser.mixin import _FeedParserMixin
 from feedparser.util import FeedParserDict
 
 from aggregator.models import Entry, Precision
-from aggregator.parse import dates, prepare
+from aggregator.parse import DEFAULT_MAX_ENTRIES, dates, prepare
 from aggregator.parse.sanitize import html_to_text, sanitize_html, sanitized_html_to_text
 from aggregator.parse.text import finished, xml_safe
 
-DEFAULT_MAX_ENTRIES = 5000  # fetch.max_entries' default
 # NATO's pubDate, "09 Nov. 2022 12:00:00 GMT": a day, always at noon.
 _NATO_DAY = re.compile(r"^\s*\d{1,2}\s+[A-Za-z]{3,9}\.?\s+\d{4}\s+12:00(:00)?\s+(GMT|UTC|Z)\s*$")
 _RELATIVE_REF = re.compile(r'\b(href|src)="(?![a-zA-Z][a-zA-Z0-9+.-]*:|//)([^"]*)"')
@@ -116,7 +115,7 @@ def _parse(body: bytes, url: str, headers: Mapping[str, str], max_entries: int) 
         version=result.get("version") or "",
         dropped=cut.dropped,
         unreadable=len(failures),
-        note=_note(cut.note, failures),
+        note=note_on(cut.note, failures),
     )
 
 
@@ -135,7 +134,8 @@ def _entries(raw_entries: list, base: str) -> tuple[list[Entry], list[Exception]
     return entries, failures
 
 
-def _note(cut_note: str | None, failures: list[Exception]) -> str | None:
+def note_on(cut_note: str | None, failures: list[Exception]) -> str | None:
+    """One line on the entries a parse dropped (`cut_note`) and could not convert."""
     notes = [cut_note] if cut_note else []
     if failures:
         count = f"{len(failures):,} entry" if len(failures) == 1 else f"{len(failures):,} entries"

@@ -19,12 +19,12 @@ from datetime import datetime
 from urllib.parse import urljoin, urlsplit
 
 from aggregator.models import Entry, Precision
-from aggregator.parse import dates
-from aggregator.parse.feed import FeedError, ParsedFeed
+from aggregator.parse import DEFAULT_MAX_ENTRIES, dates
+from aggregator.parse.feed import FeedError, ParsedFeed, note_on
+from aggregator.parse.prepare import over_max_entries
 from aggregator.parse.sanitize import text_to_html
 from aggregator.parse.text import finished, xml_safe
 
-DEFAULT_MAX_ENTRIES = 5000
 _CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([\w.:-]+)""", re.IGNORECASE)
 
 
@@ -82,12 +82,12 @@ def parse_listing(
         raise ListingError(_changed(selectors.item, "item"))
     _check_fields(cards, selectors)
     read = cards[:max_entries]
-    entries, failures = [], 0
+    entries, failures = [], []
     for card in read:
         try:
             entry = _entry(card, selectors, base, fetched_at)
-        except Exception:  # one odd card must not cost the others theirs
-            failures += 1
+        except Exception as exc:  # one odd card must not cost the others theirs
+            failures.append(exc)
             continue
         if entry is not None:
             entries.append(finished(entry))
@@ -98,8 +98,8 @@ def parse_listing(
         link=url,
         version="html",
         dropped=dropped,
-        unreadable=failures,
-        note=_note(dropped, failures, max_entries),
+        unreadable=len(failures),
+        note=note_on(over_max_entries(dropped, max_entries) if dropped else None, failures),
     )
 
 
@@ -200,12 +200,3 @@ def _charset_of(content_type: str) -> str | None:
 def _charset_in(head: bytes) -> str | None:
     match = _CHARSET.search(head)
     return match.group(1).decode("ascii") if match else None
-
-
-def _note(dropped: int, failures: int, max_entries: int) -> str | None:
-    notes = []
-    if dropped:
-        notes.append(f"{dropped} items over fetch.max_entries ({max_entries}) were not read")
-    if failures:
-        notes.append(f"{failures} item{'s' if failures != 1 else ''} could not be read")
-    return "; ".join(notes) or None

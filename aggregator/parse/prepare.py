@@ -93,14 +93,22 @@ def cut(data: bytes, max_entries: int) -> Cut:
     start = shape.starts[kept]
     trailer = data[shape.trailer_start :] if shape.trailer_start > start else b""
     dropped = shape.entries - kept
-    entries, were = (
-        (f"{dropped:,} entry", "was") if dropped == 1 else (f"{dropped:,} entries", "were")
-    )
     if kept == max_entries:
-        note = f"{entries} over fetch.max_entries ({max_entries:,}) {were} dropped"
+        note = over_max_entries(dropped, max_entries)
     else:
+        entries, were = _entries_were(dropped)
         note = f"{entries} {were} dropped: the document has more than {MAX_TAGS:,} tags"
     return Cut(data[:start] + trailer, dropped, note)
+
+
+def over_max_entries(dropped: int, max_entries: int) -> str:
+    """The note on entries a document had beyond fetch.max_entries, whatever its format."""
+    entries, were = _entries_were(dropped)
+    return f"{entries} over fetch.max_entries ({max_entries:,}) {were} dropped"
+
+
+def _entries_were(count: int) -> tuple[str, str]:
+    return (f"{count:,} entry", "was") if count == 1 else (f"{count:,} entries", "were")
 
 
 class _Shape:
