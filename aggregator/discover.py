@@ -1,0 +1,102 @@
+"""Finding the feeds a site offers: what its pages advertise and where feeds usually live.
+
+Pure functions over a page's bytes: `advertised` reads `<link rel="alternate">` with a
+feed type and `<a>` links whose URL looks like a feed; `usual_paths` are the places feed
+software puts feeds. The pipeline fetches the candidates (politely, as any source) and
+keeps those that parse, with their title, kind and item count: `aggregator discover URL`
+prints them, and a feed source that answers 404, 410 or a web page names them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+FEED_TYPES = {
+    "application/rss+xml": "rss",
+    "application/atom+xml": "atom",
+    "application/feed+json": "json",
+    "application/json": "json",
+    "application/rdf+xml": "rss",
+    "text/xml": "rss",
+    "application/xml": "rss",
+}
+USUAL_PATHS = ("/feed", "/rss.xml", "/atom.xml", "/feed.xml", "/index.xml", "/feed.json", "/rss")
+_FEED_LOOKING = re.compile(r"(?:^|[/._-])(?:rss|atom|feed|rdf)(?:[/._-]|$)|\.(?:rss|atom)$", re.I)
+MAX_CANDIDATES = 20  # a page with hundreds of feed links is not asked about each
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A URL that may be a feed, and what the page said about it."""
+
+    url: str
+    title: str = ""
+    kind: str = ""  # rss, atom, json: what the page advertised; "" when only guessed
+    how: str = "advertised"  # advertised (<link>), linked (<a>), usual (a usual path)
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A candidate that answered with a feed."""
+
+    url: str
+    title: str
+    kind: str  # the format read: rss20, atom10, json11, ...
+    items: int
+    how: str
+
+
+def advertised(body: bytes, page_url: str) -> list[Candidate]:
+    """The feeds a page advertises with <link rel="alternate">, then its <a> links that
+    look like feeds; absolute, http(s), each once, in page order."""
+    from selectolax.lexbor import LexborHTMLParser
+
+    page = LexborHTMLParser(body.decode("utf-8", errors="replace"))
+    base = _base(page, page_url)
+    found: dict[str, Candidate] = {}
+    for link in page.css("link[rel][href]"):
+        rels = (link.attributes.get("rel") or "").lower().split()
+        kind = FEED_TYPES.get((link.attributes.get("type") or "").split(";")[0].strip().lower())
+        if "alternate" in rels and kind:
+            _add(found, base, link.attributes.get("href"), _title(link), kind, "advertised")
+    for anchor in page.css("a[href]"):
+        href = anchor.attributes.get("href") or ""
+        if _FEED_LOOKING.search(urlsplit(href).path if "://" in href else href.split("?")[0]):
+            _add(found, base, href, " ".join(anchor.text().split()), "", "linked")
+    return list(found.values())[:MAX_CANDIDATES]
+
+
+def usual_paths(page_url: str) -> list[Candidate]:
+    """The usual feed locations of the page's site."""
+    parts = urlsplit(page_url)
+    return [
+        Candidate(urlunsplit((parts.scheme, parts.netloc, path, "", "")), how="usual")
+        for path in USUAL_PATHS
+    ]
+
+
+def _add(found: dict, base: str, href: str | None, title: str, kind: str, how: str) -> None:
+    url = _absolute(base, href)
+    if url and url not in found:
+        found[url] = Candidate(url, title, kind, how)
+
+
+def _absolute(base: str, href: str | None) -> str | None:
+    if not href or not href.strip():
+        return None
+    try:
+        url = urljoin(base, href.strip())
+    except ValueError:
+        return None
+    return url.split("#")[0] if urlsplit(url).scheme in ("http", "https") else None
+
+
+def _base(page, page_url: str) -> str:
+    tag = page.css_first("base[href]")
+    return _absolute(page_url, tag.attributes.get("href")) or page_url if tag else page_url
+
+
+def _title(node) -> str:
+    return " ".join((node.attributes.get("title") or "").split())

@@ -1,0 +1,57 @@
+"""discover: the feeds a page advertises and the usual places (issue 13)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aggregator.discover import Candidate, advertised, usual_paths
+
+LISTING = (Path(__file__).parent / "fixtures" / "listing" / "nato-news-listing.html").read_bytes()
+URL = "https://www.nato.int/en/news-and-events/articles/news"
+
+
+def test_a_listing_page_advertises_nato_s_rss_feed():
+    assert advertised(LISTING, URL) == [
+        Candidate(
+            "https://www.nato.int/cps/rss/en/natohq/rssFeed.xsl/rssFeed.xml",
+            "NATO Latest News",
+            "rss",
+            "advertised",
+        )
+    ]
+
+
+def test_alternate_links_of_every_feed_type_then_feed_looking_anchors_each_once():
+    page = b"""<html><head><base href="https://example.org/blog/">
+      <link rel="alternate" type="application/atom+xml" title=" Atom  feed " href="atom.xml">
+      <link rel="Alternate" type="application/feed+json" href="/feed.json">
+      <link rel="alternate" type="text/html" href="/fr/">
+      <link rel="stylesheet" type="application/rss+xml" href="/not-alternate.rss">
+      </head><body>
+      <a href="/comments/feed/">Comments feed</a>
+      <a href="atom.xml#top">Atom again</a>
+      <a href="/feedback">Feedback</a>
+      <a href="javascript:alert(1)">rss</a>
+      <a href="https://other.example/news.rss">Partner news</a>
+      </body></html>"""
+    assert advertised(page, "https://example.org/blog/post") == [
+        Candidate("https://example.org/blog/atom.xml", "Atom feed", "atom", "advertised"),
+        Candidate("https://example.org/feed.json", "", "json", "advertised"),
+        Candidate("https://example.org/comments/feed/", "Comments feed", "", "linked"),
+        Candidate("https://other.example/news.rss", "Partner news", "", "linked"),
+    ]
+
+
+def test_a_page_that_is_not_html_advertises_nothing():
+    assert advertised(b"\x00\xff" * 1000, URL) == []
+    assert advertised(b"", URL) == []
+
+
+def test_usual_paths_are_on_the_page_s_site():
+    urls = [candidate.url for candidate in usual_paths(URL)]
+    assert urls[:3] == [
+        "https://www.nato.int/feed",
+        "https://www.nato.int/rss.xml",
+        "https://www.nato.int/atom.xml",
+    ]
+    assert all(candidate.how == "usual" for candidate in usual_paths(URL))
