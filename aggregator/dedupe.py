@@ -15,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -143,13 +144,9 @@ def identify(entry: Entry, source_id: str) -> Identity:
 # --- decisions -----------------------------------------------------------------------------
 
 
-def unique_entries(entries: Iterable[Entry], source_id: str) -> list[Entry]:
-    """Drop later repeats of the same story within one document (same guid or link)."""
-    return [entry for entry, _ in unique_identified(entries, source_id)]
-
-
 def unique_identified(entries: Iterable[Entry], source_id: str) -> list[tuple[Entry, Identity]]:
-    """`unique_entries`, each with its identity (computed once: it is most of dedupe's time)."""
+    """Each entry with its identity (computed once: it is most of dedupe's time), later
+    repeats of the same story within one document (same guid or link) dropped."""
     seen = _SeenInDocument()
     result = []
     for entry in entries:
@@ -187,17 +184,62 @@ class _SeenInDocument:
             self.bare.add(ident.fingerprint)
 
 
-def make_intents(
-    entries: Sequence[Entry], source_id: str, candidates: Sequence[Candidate]
+def decide(
+    identified: Sequence[tuple[Entry, Identity]],
+    candidates: Sequence[Candidate],
+    origin: Origin,
+    first_new_id: int,
+    held_atom_ids: Collection[str] = frozenset(),
 ) -> list[Intent]:
-    """Decide, for each entry, whether it is new, a revision, a seed merge or unchanged."""
-    return intents_for(unique_identified(entries, source_id), candidates)
+    """Each entry's complete intent: new (with the id it will get, its published id and
+    link), a revision, a seed merge or unchanged.
+
+    `candidates` are the stored items that may be these stories (`needs_title_lookup`
+    says which identities they must be looked up by); their links are the ones a new item
+    must not take. `held_atom_ids` are published ids stored items already have: decide
+    first without them, ask the archive which of `new_atom_ids` it holds, and decide
+    again with those (rare: a feed whose guid is another item's link).
+    """
+    held_urls = {c.canonical_url for c in candidates if c.canonical_url}
+    intents = _match(identified, candidates)
+    return _complete(intents, origin, first_new_id, set(held_atom_ids), held_urls)
 
 
-def intents_for(
+def new_atom_ids(intents: Iterable[Intent]) -> list[str]:
+    return [i.atom_id for i in intents if i.action is Action.NEW and i.atom_id]
+
+
+def needs_title_lookup(
+    identities: Iterable[Identity], found: Iterable[Candidate]
+) -> list[Identity]:
+    """The identities that stored items found by guid or link do not settle: only those
+    are matched by title and day, so a re-poll of a big feed loads each item once."""
+    found = list(found)
+    guids = {c.guid_key for c in found if c.guid_key}
+    holders = {c.canonical_url: c.guid_key for c in found if c.canonical_url}
+    return [i for i in identities if not _settled(i, guids, holders)]
+
+
+def _settled(ident: Identity, guids: set[str], holders: dict[str, str | None]) -> bool:
+    """Found by its guid, or by its link from an item its source does not tell apart."""
+    if ident.guid_key in guids:
+        return True
+    url = ident.canonical_url
+    return url in holders and not told_apart(ident.guid_key, holders[url])
+
+
+def seed_window(entries: Iterable[Entry]) -> tuple[datetime, datetime] | None:
+    """The published dates unmerged seeds must fall in to be one of these entries."""
+    dates = [entry.published for entry in entries if entry.published]
+    if not dates:
+        return None
+    return min(dates) - SEED_MATCH_WINDOW, max(dates) + SEED_MATCH_WINDOW
+
+
+def _match(
     identified: Sequence[tuple[Entry, Identity]], candidates: Sequence[Candidate]
 ) -> list[Intent]:
-    """`make_intents` for entries already made unique and identified.
+    """Whether each entry is new, a revision, a seed merge or unchanged.
 
     `content_hash` on a stored item is the hash of what its source last sent, so a merged
     seed keeps its full text and is not "revised" by the shorter feed version each poll.
@@ -234,6 +276,47 @@ def intents_for(
         else:
             intents.append(Intent(Action.UNCHANGED, entry, ident, digest, match.id))
     return intents
+
+
+def _complete(
+    intents: list[Intent], origin: Origin, next_id: int, held_ids: set[str], held_urls: set[str]
+) -> list[Intent]:
+    """Ids and links for the new items, and links for merged seeds.
+
+    A published id another item has would fail the whole store on the UNIQUE constraint:
+    such an item gets its own. Likewise a link another item holds (a source that links
+    several stories, told apart by their guids, to one page): the first item keeps it as
+    its canonical link and the later one, known by its guid, is stored without one. New
+    items are written before any merge, so they claim links first.
+    """
+    done = list(intents)
+    for n, intent in enumerate(intents):
+        if intent.action is Action.NEW:
+            ident = intent.identity
+            natural = atom_id(intent.entry, origin, ident.canonical_url)
+            published = (
+                natural
+                if natural not in held_ids
+                else fallback_atom_id(intent.entry, origin, next_id)
+            )
+            held_ids.add(published)
+            url = _claim(ident.canonical_url, held_urls)
+            done[n] = replace(intent, item_id=next_id, atom_id=published, canonical_url=url)
+            next_id += 1
+    for n, intent in enumerate(intents):
+        if intent.action is Action.MERGE:
+            done[n] = replace(
+                intent, canonical_url=_claim(intent.identity.canonical_url, held_urls)
+            )
+    return done
+
+
+def _claim(url: str | None, held: set[str]) -> str | None:
+    """`url` unless another item holds it; then it is held."""
+    if url is None or url in held:
+        return None
+    held.add(url)
+    return url
 
 
 def _is_live(entry: Entry) -> bool:

@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING
 
 from aggregator import dedupe, metrics
 from aggregator.config import Config, FeedConfig
-from aggregator.models import Entry, IngestCounts, Origin, SourceSpec
+from aggregator.models import (
+    Candidate,
+    Entry,
+    Identity,
+    IngestCounts,
+    Intent,
+    Origin,
+    SourceSpec,
+)
 from aggregator.parse.seed import read_seed_file, seed_files
 from aggregator.store import Archive
 from aggregator.store.codec import now
@@ -42,15 +50,51 @@ def store_entries(
     publish leaves the debt for the next run to settle)."""
     seen = seen or now()
     identified = dedupe.unique_identified(entries, source_id)
-    identities = [identity for _, identity in identified]
-    dates = [entry.published for entry, _ in identified if entry.published]
     with archive.transaction():
-        candidates = archive.candidates_for(identities, dates)
-        intents = dedupe.intents_for(identified, candidates)
+        intents = decide(archive, identified, origin)
         counts = archive.apply(intents, source_id, origin, seen)
         if counts.item_ids:
             archive.mark_publish_owed(seen)
         return counts
+
+
+def decide(
+    archive: Archive, identified: Sequence[tuple[Entry, Identity]], origin: Origin
+) -> list[Intent]:
+    """Dedupe's complete intents for these entries, from what the archive holds; call it in
+    the transaction that applies them (the ids of new items are the next free ones)."""
+    candidates = find_candidates(archive, identified)
+    first_id = archive.next_item_id()
+    intents = dedupe.decide(identified, candidates, origin, first_id)
+    held = archive.held_atom_ids(dedupe.new_atom_ids(intents))
+    if held:  # a published id another item has: decide again, avoiding it
+        intents = dedupe.decide(identified, candidates, origin, first_id, held)
+    return intents
+
+
+def find_candidates(
+    archive: Archive, identified: Sequence[tuple[Entry, Identity]]
+) -> list[Candidate]:
+    """The stored items that may be these stories: by guid and link, then by title and
+    day for the identities those leave open, then unmerged seeds of nearby days. Each
+    item once, in the order found."""
+    identities = [ident for _, ident in identified]
+    found: dict[int, Candidate] = {}
+
+    def add(candidates: list[Candidate]) -> None:
+        for candidate in candidates:
+            found.setdefault(candidate.id, candidate)
+
+    add(archive.candidates_where("guid_key", [i.guid_key for i in identities if i.guid_key]))
+    urls = [i.canonical_url for i in identities if i.canonical_url]
+    add(archive.candidates_where("canonical_url", urls))
+    rest = dedupe.needs_title_lookup(identities, found.values())
+    add(archive.candidates_where("fingerprint", [i.fingerprint for i in rest]))
+    add(archive.candidates_where("title_key", [i.title_key for i in rest]))
+    window = dedupe.seed_window(entry for entry, _ in identified)
+    if window:
+        add(archive.unmerged_seeds_between(*window))
+    return list(found.values())
 
 
 def import_seeds(

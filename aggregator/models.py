@@ -84,11 +84,15 @@ class Action(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Intent:
+    """One entry's decided fate, complete: the store writes it as it is."""
+
     action: Action
     entry: Entry
     identity: Identity
     content_hash: str
-    item_id: int | None = None
+    item_id: int | None = None  # the item it writes (for NEW, the id the item will get)
+    atom_id: str | None = None  # NEW: the published id, unique in the archive
+    canonical_url: str | None = None  # NEW, MERGE: the link to store (None: another holds it)
 
 
 # --- what the archive holds -----------------------------------------------------------------
@@ -137,18 +141,13 @@ class Revision:
 
 @dataclass(frozen=True, slots=True)
 class IngestCounts:
+    """What applying intents changed in the archive."""
+
     new: int = 0
     updated: int = 0
     unchanged: int = 0
     item_ids: tuple[int, ...] = ()  # the items that are new or changed
-
-    def __add__(self, other: IngestCounts) -> IngestCounts:
-        return IngestCounts(
-            self.new + other.new,
-            self.updated + other.updated,
-            self.unchanged + other.unchanged,
-            self.item_ids + other.item_ids,
-        )
+    months: frozenset[str] = frozenset()  # "YYYY-MM" of their published dates
 
     @property
     def changed(self) -> int:

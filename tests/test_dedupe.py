@@ -40,8 +40,15 @@ def stored(e: Entry, item_id=1, source="nato", origin=Origin.FEED, text="") -> C
     )
 
 
-def decide(entries, candidates, source="nato"):
-    return [(i.action, i.item_id) for i in dedupe.make_intents(entries, source, candidates)]
+def decide(entries, candidates, source="nato", origin=Origin.FEED):
+    """(action, stored item) for each intent: a new item's id is only the next free one."""
+    identified = dedupe.unique_identified(entries, source)
+    intents = dedupe.decide(identified, candidates, origin, first_new_id=1000)
+    return [(i.action, None if i.action is Action.NEW else i.item_id) for i in intents]
+
+
+def unique_entries(entries):
+    return [entry for entry, _ in dedupe.unique_identified(entries, "nato")]
 
 
 # --- the canonical link ---------------------------------------------------------------------
@@ -192,7 +199,7 @@ def test_distinct_guids_in_one_document_are_distinct_stories_whatever_their_titl
         entry(title="Daily press briefing", guid=f"brief-{n}", link=link)
         for n, link in enumerate(["https://x.org/1", "https://x.org/2", None, "https://x.org/2"])
     ]
-    assert [e.guid for e in dedupe.unique_entries(briefings, "nato")] == [
+    assert [e.guid for e in unique_entries(briefings)] == [
         "brief-0",
         "brief-1",
         "brief-2",
@@ -211,7 +218,7 @@ def test_an_entry_without_guid_joins_an_earlier_one_of_the_same_title_and_day():
 def test_two_entries_with_the_same_guid_in_one_document_are_one():
     first = entry(guid="g-1", title="First telling", link="https://x.org/1")
     again = entry(guid="g-1", title="Second telling", link="https://x.org/2")
-    kept = dedupe.unique_entries([first, again], "nato")
+    kept = unique_entries([first, again])
     assert kept == [first]
     assert decide([first, again], []) == [(Action.NEW, None)]
 
@@ -219,7 +226,7 @@ def test_two_entries_with_the_same_guid_in_one_document_are_one():
 def test_link_variants_in_one_document_are_one():
     a = entry(link="https://www.nato.int/n.htm")
     b = entry(link="http://www.nato.int/n.htm?selectedLocale=en", title="Other title")
-    assert dedupe.unique_entries([a, b], "nato") == [a]
+    assert unique_entries([a, b]) == [a]
 
 
 # --- changes ------------------------------------------------------------------------------------
@@ -340,8 +347,8 @@ def test_undated_entries_with_one_title_and_their_own_links_are_different_storie
 
 def test_a_reimported_seed_without_link_or_guid_is_found_by_its_title():
     again = Entry(title="Partners discuss strengthened cooperation", published=DAY)
-    intents = dedupe.make_intents([again], "seed", [seed()])
-    assert [i.item_id for i in intents] == [100]
+    intents = decide([again], [seed()], source="seed", origin=Origin.SEED)
+    assert [item_id for _, item_id in intents] == [100]
 
 
 # --- published ids --------------------------------------------------------------------------------
@@ -434,3 +441,36 @@ def test_a_feed_of_template_titles_keeps_every_guid_and_still_joins_the_same_sto
     fetched = project.cli("fetch", "nato-news", "--force").stdout
     assert fetched.startswith("nato-news: 200") and " 0 new" in fetched
     assert feed_titles(project) == expected
+
+
+# --- complete intents: the ids and links a new item gets ---------------------------------------
+
+
+def test_new_items_get_the_next_ids_their_published_ids_and_links():
+    a = entry(title="A", guid="https://www.nato.int/guid/a", link="https://www.nato.int/a.htm")
+    b = entry(title="B", link="https://www.nato.int/b.htm")
+    intents = dedupe.decide(dedupe.unique_identified([a, b], "nato"), [], Origin.FEED, 7)
+    assert [(i.item_id, i.atom_id, i.canonical_url) for i in intents] == [
+        (7, "https://www.nato.int/guid/a", "https://www.nato.int/a.htm"),
+        (8, "https://www.nato.int/b.htm", "https://www.nato.int/b.htm"),
+    ]
+    assert dedupe.new_atom_ids(intents) == [
+        "https://www.nato.int/guid/a",
+        "https://www.nato.int/b.htm",
+    ]
+
+
+def test_a_published_id_or_link_another_item_holds_is_not_taken():
+    """A feed whose guid is another item's link; a link the archive's item 4 holds while
+    this entry's guid tells it apart."""
+    holder = stored(entry(title="Other", guid="g-0", link="https://www.nato.int/2.htm"), 4)
+    clash = entry(
+        title="Second", guid="https://www.nato.int/1.htm", link="https://www.nato.int/2.htm"
+    )
+    identified = dedupe.unique_identified([clash], "nato")
+    held = {"https://www.nato.int/1.htm"}
+    (intent,) = dedupe.decide(identified, [holder], Origin.FEED, 9, held)
+    assert intent.action is Action.NEW
+    assert intent.atom_id.startswith("tag:aggregator.invalid,2022-11-09:feed/")
+    assert intent.atom_id != dedupe.decide(identified, [holder], Origin.FEED, 10, held)[0].atom_id
+    assert intent.canonical_url is None

@@ -1,4 +1,4 @@
-"""Items and their revisions: lookups for dedupe, applying intents, listing, search."""
+"""Items and their revisions: candidates for dedupe, applying its intents, listing, search."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from aggregator.dedupe import SEED_MATCH_WINDOW, atom_id, fallback_atom_id, told_apart
 from aggregator.models import (
     Action,
     Candidate,
-    Identity,
     IngestCounts,
     Intent,
     Item,
@@ -44,45 +42,38 @@ class ItemsMixin:
 
     # --- what dedupe needs ---------------------------------------------------------------
 
-    def candidates_for(
-        self: Archive, identities: Sequence[Identity], dates: Iterable[datetime]
-    ) -> list[Candidate]:
-        """Stored items that might be the same story as any of these identities.
-
-        Titles and fingerprints are only looked up for identities whose guid and link
-        matched nothing: dedupe consults them only then, and a re-poll of a big feed
-        would otherwise load every item three times.
-        """
-        found: dict[int, Candidate] = {}
-        self._find_candidates(found, "guid_key", [i.guid_key for i in identities if i.guid_key])
-        urls = [i.canonical_url for i in identities if i.canonical_url]
-        self._find_candidates(found, "canonical_url", urls)
-        guids = {c.guid_key for c in found.values() if c.guid_key}
-        holders = {c.canonical_url: c.guid_key for c in found.values() if c.canonical_url}
-        rest = [i for i in identities if not _settled(i, guids, holders)]
-        self._find_candidates(found, "fingerprint", [i.fingerprint for i in rest])
-        self._find_candidates(found, "title_key", [i.title_key for i in rest])
-        for row in self._unmerged_seeds(list(dates)):
-            found[row[0]] = _candidate(row)
-        return list(found.values())
-
-    def _find_candidates(self: Archive, found: dict, column: str, keys: list[str]) -> None:
+    def candidates_where(self: Archive, column: str, keys: Iterable[str]) -> list[Candidate]:
+        """Stored items whose `column` (guid_key, canonical_url, fingerprint or title_key)
+        is one of `keys`."""
+        if column not in _CANDIDATE_KEYS:
+            raise ValueError(f"no candidate key {column!r}")
+        found = []
         for chunk in _chunks(sorted(set(keys))):
             marks = ",".join("?" * len(chunk))
             sql = f"{_CANDIDATE_SELECT} WHERE {column} IN ({marks})"
-            for row in self.conn.execute(sql, chunk):
-                if row[0] not in found:
-                    found[row[0]] = _candidate(row)
+            found.extend(_candidate(row) for row in self.conn.execute(sql, chunk))
+        return found
 
-    def _unmerged_seeds(self: Archive, dates: list[datetime]) -> list[tuple]:
-        if not dates:
-            return []
-        low, high = min(dates) - SEED_MATCH_WINDOW, max(dates) + SEED_MATCH_WINDOW
+    def unmerged_seeds_between(self: Archive, low: datetime, high: datetime) -> list[Candidate]:
+        """Seeded items no live entry has merged into yet, published in [low, high]."""
         sql = (
             f"{_CANDIDATE_SELECT} WHERE origin = 'seed' AND canonical_url IS NULL "
             "AND published BETWEEN ? AND ?"
         )
-        return self.conn.execute(sql, (to_text(low), to_text(high))).fetchall()
+        return [_candidate(r) for r in self.conn.execute(sql, (to_text(low), to_text(high)))]
+
+    def held_atom_ids(self: Archive, atom_ids: Iterable[str]) -> set[str]:
+        """Which of these published ids some stored item already has."""
+        held: set[str] = set()
+        for chunk in _chunks(sorted(set(atom_ids))):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT atom_id FROM items WHERE atom_id IN ({marks})"
+            held.update(r[0] for r in self.conn.execute(sql, chunk))
+        return held
+
+    def next_item_id(self: Archive) -> int:
+        """The id the next new item gets; read it in the transaction that applies intents."""
+        return self.conn.execute("SELECT coalesce(max(id), 0) + 1 FROM items").fetchone()[0]
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -92,48 +83,55 @@ class ItemsMixin:
         """Persist dedupe's decisions in one transaction; returns what changed."""
         new = updated = unchanged = 0
         changed: list[int] = []
+        revised: list[int] = []
         with self.transaction():
-            fresh = [intent for intent in intents if intent.action is Action.NEW]
-            new_ids = iter(self._insert_all(fresh, source_id, origin, seen))
+            months = self._insert_all(
+                [i for i in intents if i.action is Action.NEW], source_id, origin, seen
+            )
             for intent in intents:
                 if intent.action is Action.NEW:
-                    changed.append(next(new_ids))
-                    new += 1
-                elif intent.action is Action.REVISE:
-                    self._revise(intent, seen)
                     changed.append(intent.item_id)
-                    updated += 1
+                    new += 1
+                    continue
+                if intent.action is Action.UNCHANGED:
+                    unchanged += 1
+                    continue
+                if intent.action is Action.REVISE:
+                    self._revise(intent, seen)
                 elif intent.action is Action.MERGE:
                     self._merge(intent, seen)
-                    changed.append(intent.item_id)
-                    updated += 1
                 elif intent.action is Action.SEED_TEXT:
                     self._replace_seed_text(intent, seen)
-                    changed.append(intent.item_id)
-                    updated += 1
-                else:
-                    unchanged += 1
-        return IngestCounts(new, updated, unchanged, tuple(changed))
+                changed.append(intent.item_id)
+                revised.append(intent.item_id)
+                updated += 1
+            months |= self._months_of(revised)
+        return IngestCounts(new, updated, unchanged, tuple(changed), frozenset(months))
+
+    def _months_of(self: Archive, item_ids: Sequence[int]) -> set[str]:
+        """The months ("YYYY-MM") these items are published in."""
+        months: set[str] = set()
+        for chunk in _chunks(item_ids):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT DISTINCT substr(published, 1, 7) FROM items WHERE id IN ({marks})"
+            months.update(r[0] for r in self.conn.execute(sql, chunk))
+        return months
 
     def _insert_all(
         self: Archive, intents: Sequence[Intent], source_id: str, origin: Origin, seen: datetime
-    ) -> list[int]:
-        """Insert new items in one statement; ids are given here, in document order.
+    ) -> set[str]:
+        """Insert new items in one statement, with the ids dedupe gave them; returns the
+        months they are published in.
 
         The rows go through a temporary table so that one INSERT ... SELECT fires the
         full-text trigger for all of them: FTS5 flushes its pending terms at the end of
         every statement, and a statement per item made indexing 5x slower (measured by
-        benchmarks/ingest.py). Only this transaction writes, so max(id) + 1 is free.
+        benchmarks/ingest.py).
         """
         if not intents:
-            return []
-        first = self.conn.execute("SELECT coalesce(max(id), 0) + 1 FROM items").fetchone()[0]
+            return set()
         stamp = to_text(seen)
-        rows = [
-            self._new_row(intent, first + n, source_id, origin, seen, stamp)
-            for n, intent in enumerate(intents)
-        ]
-        self._make_atom_ids_unique(rows, intents, origin)
+        rows = [self._new_row(intent, source_id, origin, seen, stamp) for intent in intents]
         columns = ", ".join(rows[0])
         marks = ", ".join("?" * len(rows[0]))
         self.conn.execute(
@@ -147,43 +145,12 @@ class ItemsMixin:
             f"INSERT INTO items ({columns}) SELECT {columns} FROM temp.new_items ORDER BY id"
         )
         self.conn.execute("DELETE FROM temp.new_items")
-        last = first + len(rows) - 1
-        self._record_first_revisions(first, last, seen)
-        return list(range(first, last + 1))
-
-    def _make_atom_ids_unique(
-        self: Archive, rows: list[dict], intents: Sequence[Intent], origin: Origin
-    ) -> None:
-        """An id some other item already has (a feed whose guid is another item's link)
-        would fail the whole ingest on the UNIQUE constraint: such an item gets its own.
-
-        Likewise a link another item holds (a source that links several stories, told
-        apart by their guids, to one page): the first item keeps it as its canonical link
-        and the later one, known by its guid, is stored without one."""
-        taken_ids = self._taken("atom_id", [row["atom_id"] for row in rows])
-        taken_urls = self._taken("canonical_url", [row["canonical_url"] for row in rows])
-        for row, intent in zip(rows, intents, strict=True):
-            if row["atom_id"] in taken_ids:
-                row["atom_id"] = fallback_atom_id(intent.entry, origin, row["id"])
-            taken_ids.add(row["atom_id"])
-            if row["canonical_url"] in taken_urls:
-                row["canonical_url"] = None
-            elif row["canonical_url"]:
-                taken_urls.add(row["canonical_url"])
-
-    def _taken(self: Archive, column: str, values: list[str | None]) -> set[str]:
-        """Which of these values some stored item already has in `column`."""
-        taken: set[str] = set()
-        for chunk in _chunks(sorted({v for v in values if v})):
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT {column} FROM items WHERE {column} IN ({marks})"
-            taken.update(r[0] for r in self.conn.execute(sql, chunk))
-        return taken
+        self._record_first_revisions([row["id"] for row in rows], seen)
+        return {row["published"][:7] for row in rows}
 
     def _new_row(
         self: Archive,
         intent: Intent,
-        item_id: int,
         source_id: str,
         origin: Origin,
         seen: datetime,
@@ -194,14 +161,14 @@ class ItemsMixin:
         updated = max(entry.updated or published, published)
         published_text = to_text(published)
         return {
-            "id": item_id,
+            "id": intent.item_id,
             "origin": origin.value,
             "source_id": source_id,
-            "atom_id": atom_id(entry, origin, ident.canonical_url),
+            "atom_id": intent.atom_id,
             "guid": entry.guid,
             "guid_key": ident.guid_key,
             "link": entry.link,
-            "canonical_url": ident.canonical_url,
+            "canonical_url": intent.canonical_url,
             "title_key": ident.title_key,
             "fingerprint": ident.fingerprint,
             "title": entry.title,
@@ -221,13 +188,13 @@ class ItemsMixin:
             "content_hash": intent.content_hash,
         }
 
-    def _record_first_revisions(self: Archive, first: int, last: int, seen: datetime) -> None:
+    def _record_first_revisions(self: Archive, item_ids: Sequence[int], seen: datetime) -> None:
         self.conn.execute(
             """INSERT INTO item_revisions (item_id, revision, recorded_at, title, summary_html,
                    content_html, content_hash, published, updated)
                SELECT id, 1, ?, title, summary_html, content_html, content_hash, published,
                    updated FROM items WHERE id BETWEEN ? AND ?""",
-            (to_text(seen), first, last),
+            (to_text(seen), min(item_ids), max(item_ids)),
         )
 
     def _revise(self: Archive, intent: Intent, seen: datetime) -> None:
@@ -257,14 +224,9 @@ class ItemsMixin:
         self._record_revision(intent.item_id, seen)
 
     def _merge(self: Archive, intent: Intent, seen: datetime) -> None:
-        """A seeded article gains the live entry's link and guid; its text stays.
-
-        The canonical link too, unless another item holds it (see `_make_atom_ids_unique`).
-        """
+        """A seeded article gains the live entry's link and guid (and canonical link, unless
+        dedupe found another item holding it); its text stays."""
         entry, ident = intent.entry, intent.identity
-        canonical = ident.canonical_url
-        if canonical and self._taken("canonical_url", [canonical]):
-            canonical = None
         self.conn.execute(
             """UPDATE items SET link = ?, guid = ?, guid_key = ?, canonical_url = ?,
                    summary_html = CASE WHEN summary_text = '' THEN ? ELSE summary_html END,
@@ -275,7 +237,7 @@ class ItemsMixin:
                 entry.link,
                 entry.guid,
                 ident.guid_key,
-                canonical,
+                intent.canonical_url,
                 entry.summary_html,
                 entry.summary_text,
                 to_text(seen),
@@ -380,19 +342,12 @@ class ItemsMixin:
         return self._with_topics([_item(r) for r in self.conn.execute(sql, (query, limit))])
 
 
-def _settled(ident: Identity, guids: set[str], holders: dict[str, str | None]) -> bool:
-    """Found by its guid, or by its link from an item its source does not tell apart."""
-    if ident.guid_key in guids:
-        return True
-    url = ident.canonical_url
-    return url in holders and not told_apart(ident.guid_key, holders[url])
-
-
 _CANDIDATE_SELECT = (
     "SELECT id, origin, guid_key, canonical_url, fingerprint, title_key, published, "
     "content_hash, CASE WHEN origin = 'seed' THEN coalesce(content_text, summary_text) END "
     "FROM items"
 )
+_CANDIDATE_KEYS = ("guid_key", "canonical_url", "fingerprint", "title_key")
 _ITEM_SELECT = f"SELECT {_ITEM_COLUMNS} FROM items"
 _ORIGINS = {origin.value: origin for origin in Origin}
 
