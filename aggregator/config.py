@@ -113,6 +113,34 @@ def _slug(value: Any) -> str:
     return value
 
 
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in choices:
+            names = " or ".join(f'"{choice}"' for choice in choices)
+            raise ValueError(f"must be {names}, got {_show(value)}")
+        return value
+
+    return check
+
+
+def _table(value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError(f"must be a table, got {_show(value)}")
+    return value
+
+
+def _css(value: Any) -> str:
+    """A CSS selector the listing parser (selectolax) can run."""
+    from selectolax.lexbor import LexborHTMLParser, SelectolaxError
+
+    text = _nonempty(value)
+    try:
+        LexborHTMLParser("<p></p>").css(text)
+    except (SelectolaxError, ValueError):
+        raise ValueError(f"is not a CSS selector this program can use: {_show(text)}") from None
+    return text
+
+
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"must be true or false, got {_show(value)}")
@@ -224,10 +252,24 @@ DAEMON = {
         _duration_up_to(MAX_REST), 86400.0, "how often maintenance runs"
     ),
 }
+SELECTORS = {
+    "item": Setting(_css, required=True, doc="CSS selector of one element per story"),
+    "title": Setting(_css, required=True, doc="in an item: the element whose text is the title"),
+    "link": Setting(_css, required=True, doc="in an item: the element whose href is the link"),
+    "date": Setting(_css, None, "in an item: its datetime attribute, else its text"),
+    "summary": Setting(_css, None, "in an item: the element whose text is the summary"),
+}
+SOURCE_KINDS = ("feed", "html")
 SOURCE = {
     "id": Setting(_slug, required=True, doc="stable identifier of the source"),
     "title": Setting(_nonempty, required=True, doc="human-readable name"),
     "url": Setting(_http_url, required=True, doc="feed URL (http or https)"),
+    "kind": Setting(
+        _one_of(SOURCE_KINDS), "feed", "feed (RSS, Atom, JSON Feed) or html (a listing page)"
+    ),
+    "selectors": Setting(
+        _table, None, 'for kind = "html": where the listing page keeps its stories'
+    ),
     "interval": Setting(_duration_up_to(MAX_REST), 1800.0, "poll interval"),
     "enabled": Setting(_bool, True, "false keeps the source's items but stops polling it"),
 }
@@ -284,6 +326,18 @@ class DaemonConfig:
     maintenance_interval: float
 
 
+@dataclass(frozen=True, slots=True)
+class Selectors:
+    """Where an html source's listing page keeps its stories; all but `item` are looked
+    up inside an item."""
+
+    item: str
+    title: str
+    link: str
+    date: str | None = None
+    summary: str | None = None
+
+
 @dataclass(frozen=True)
 class SourceConfig:
     id: str
@@ -291,6 +345,8 @@ class SourceConfig:
     url: str
     interval: float
     enabled: bool
+    kind: str = "feed"
+    selectors: Selectors | None = None
 
 
 @dataclass(frozen=True)
@@ -357,7 +413,7 @@ def _build(raw: dict[str, Any], path: Path) -> Config:
     server = _section(raw, "server", SERVER, name)
     fetch = _section(raw, "fetch", FETCH, name)
     daemon = _section(raw, "daemon", DAEMON, name)
-    sources = tuple(_array(raw, "sources", SOURCE, name, SourceConfig))
+    sources = tuple(_source(t, i, name) for i, t in enumerate(_tables(raw, "sources", name)))
     feeds = tuple(_array(raw, "feeds", FEED, name, FeedConfig))
     lists = _lists(raw.get("lists", {}), name)
     topics = raw.get("topics", {})
@@ -447,10 +503,28 @@ def _section(raw: dict, key: str, schema: dict[str, Setting], name: str) -> dict
 
 
 def _array(raw: dict, key: str, schema: dict[str, Setting], name: str, kind: type) -> list:
+    tables = _tables(raw, key, name)
+    return [kind(**_values(t, f"{key}[{i}]", schema, name)) for i, t in enumerate(tables)]
+
+
+def _tables(raw: dict, key: str, name: str) -> list:
     tables = raw.get(key, [])
     if not isinstance(tables, list):
         raise ConfigError(name, key, f"must be an array of tables ([[{key}]])")
-    return [kind(**_values(t, f"{key}[{i}]", schema, name)) for i, t in enumerate(tables)]
+    return tables
+
+
+def _source(table: Any, index: int, name: str) -> SourceConfig:
+    where = f"sources[{index}]"
+    values = _values(table, where, SOURCE, name)
+    given = values["selectors"]
+    if values["kind"] == "html" and given is None:
+        raise ConfigError(name, f"{where}.selectors", 'is required for kind = "html"')
+    if values["kind"] != "html" and given is not None:
+        raise ConfigError(name, f"{where}.selectors", 'is only for kind = "html"')
+    if given is not None:
+        values["selectors"] = Selectors(**_values(given, f"{where}.selectors", SELECTORS, name))
+    return SourceConfig(**values)
 
 
 def _unique(values: tuple, where: str, attr: str, name: str) -> None:

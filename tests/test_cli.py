@@ -141,6 +141,7 @@ def test_every_config_key_is_documented_in_the_readme():
         "fetch": config_module.FETCH,
         "daemon": config_module.DAEMON,
         "sources[]": config_module.SOURCE,
+        "sources[].selectors": config_module.SELECTORS,
         "feeds[]": config_module.FEED,
     }
     keys = [f"{section}.{key}" for section, table in sections.items() for key in table]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.config import ConfigError, choose_path, load
+from aggregator.config import ConfigError, Selectors, choose_path, load
 
 BASE = """
 [[sources]]
@@ -184,3 +184,52 @@ def test_a_file_nested_too_deeply_is_one_line_not_a_traceback(project):
     result = project.cli("check-config", check=False)
     assert result.returncode == 2
     assert result.stderr == f"{project.config}: not valid TOML: nested too deeply\n"
+
+
+# --- source kinds (issue 13) ----------------------------------------------------------------
+
+HTML_SOURCE = """
+[[sources]]
+id = "nato-listing"
+title = "NATO news (listing page)"
+url = "https://www.nato.int/en/news-and-events/articles/news"
+kind = "html"
+interval = "1h"
+[sources.selectors]
+item = "div.news-card"
+title = "h3"
+link = "h3 a"
+date = "time"
+summary = "p.summary"
+"""
+
+
+def test_an_html_source_carries_its_selectors(tmp_path):
+    config = load(write(tmp_path, BASE + HTML_SOURCE))
+    feed, listing = config.sources
+    assert (feed.kind, feed.selectors) == ("feed", None)
+    assert listing.kind == "html"
+    assert listing.selectors == Selectors("div.news-card", "h3", "h3 a", "time", "p.summary")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "fragment"),
+    [
+        ('kind = "html"', 'kind = "pdf"', "sources[1].kind", 'must be "feed" or "html"'),
+        ('item = "div.news-card"', 'item = "div["', "sources[1].selectors.item", "CSS selector"),
+        ('link = "h3 a"\n', "", "sources[1].selectors.link", "is required"),
+        ('summary = "p.summary"', 'summery = "p"', "sources[1].selectors.summery", "unknown key"),
+        ('title = "h3"\nlink', 'title = ""\nlink', "sources[1].selectors.title", "empty"),
+        ('kind = "html"\n', "", "sources[1].selectors", 'only for kind = "html"'),
+    ],
+)
+def test_each_html_source_mistake_names_its_key(tmp_path, old, new, key, fragment):
+    assert old in HTML_SOURCE
+    error = error_for(tmp_path, BASE + HTML_SOURCE.replace(old, new))
+    assert error.key == key and fragment in str(error)
+
+
+def test_an_html_source_needs_its_selectors(tmp_path):
+    text = BASE + HTML_SOURCE.split("[sources.selectors]")[0]
+    error = error_for(tmp_path, text)
+    assert error.key == "sources[1].selectors" and 'required for kind = "html"' in str(error)

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from aggregator.config import Selectors
 from aggregator.models import Precision
 from aggregator.parse import dates
-from aggregator.parse.listing import ListingError, Selectors, check_selector, parse_listing
+from aggregator.parse.listing import ListingError, parse_listing
 
 PAGE = (Path(__file__).parent / "fixtures" / "listing" / "nato-news-listing.html").read_bytes()
 URL = "https://www.nato.int/en/news-and-events/articles/news"
@@ -111,11 +112,6 @@ def test_the_page_charset_is_honoured():
     selectors = Selectors(item="div.c", title="h3", link="h3 a")
     feed = parse_listing(body.encode("latin-1"), URL, selectors, FETCHED)
     assert feed.entries[0].title == "Sécurité"
-
-
-def test_check_selector_names_a_selector_that_cannot_run():
-    assert check_selector("div.news-card > h3 a") is None
-    assert "is not a CSS selector" in check_selector("div[")
 
 
 @pytest.mark.parametrize(

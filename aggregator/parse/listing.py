@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urljoin, urlsplit
 
+from aggregator.config import Selectors
 from aggregator.models import Entry, Precision
 from aggregator.parse import DEFAULT_MAX_ENTRIES, dates
 from aggregator.parse.feed import FeedError, ParsedFeed, note_on
@@ -28,34 +28,8 @@ from aggregator.parse.text import finished, xml_safe
 _CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([\w.:-]+)""", re.IGNORECASE)
 
 
-@dataclass(frozen=True, slots=True)
-class Selectors:
-    """Where a listing page keeps its stories; all but `item` are looked up in an item."""
-
-    item: str  # one element per story
-    title: str  # its text is the title
-    link: str  # its href, resolved against the page's URL
-    date: str | None = None  # its datetime attribute, else its text
-    summary: str | None = None  # its text
-
-    def named(self) -> dict[str, str]:
-        fields = ("item", "title", "link", "date", "summary")
-        return {name: value for name in fields if (value := getattr(self, name))}
-
-
 class ListingError(FeedError):
     """The page cannot be read as the configured listing; str() is the one-line reason."""
-
-
-def check_selector(selector: str) -> str | None:
-    """Why `selector` is not CSS selectolax can run, or None (for check-config)."""
-    from selectolax.lexbor import LexborHTMLParser, SelectolaxError
-
-    try:
-        LexborHTMLParser("<p></p>").css(selector)
-    except (SelectolaxError, ValueError) as exc:
-        return f'"{selector}" is not a CSS selector this program can use ({exc})'
-    return None
 
 
 def parse_listing(
