@@ -233,3 +233,13 @@ def test_an_html_source_needs_its_selectors(tmp_path):
     text = BASE + HTML_SOURCE.split("[sources.selectors]")[0]
     error = error_for(tmp_path, text)
     assert error.key == "sources[1].selectors" and 'required for kind = "html"' in str(error)
+
+
+def test_the_shipped_config_s_commented_html_source_loads_once_uncommented(tmp_path):
+    text = (Path(__file__).parent.parent / "config.toml").read_text(encoding="utf-8")
+    start = text.index('# [[sources]]\n# id = "nato-listing"')
+    block = text[start:].split("\n\n")[0]
+    enabled = text.replace(block, "\n".join(line[2:] for line in block.splitlines()))
+    listing = load(write(tmp_path, enabled)).sources[1]
+    assert (listing.id, listing.kind) == ("nato-listing", "html")
+    assert listing.selectors == Selectors("div.news-card", "h3", "h3 a", "time", "p.summary")
