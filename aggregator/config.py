@@ -471,6 +471,12 @@ def _check_topics(config: Config, name: str) -> None:
         classify.validate_config(config)
     except classify.TopicError as exc:
         raise ConfigError(name, exc.key, exc.message) from None
+    for index, feed in enumerate(config.feeds):
+        unknown = [topic for topic in feed.topics if topic not in config.topics]
+        if unknown:  # the feed would stay empty for ever, saying nothing
+            known = ", ".join(f'"{topic}"' for topic in config.topics) or "none"
+            message = f'no topic "{unknown[0]}" is defined (topics: {known})'
+            raise ConfigError(name, f"feeds[{index}].topics", message)
 
 
 def _resolve(base: Path, value: str) -> Path:

@@ -243,3 +243,10 @@ def test_the_shipped_config_s_commented_html_source_loads_once_uncommented(tmp_p
     listing = load(write(tmp_path, enabled)).sources[1]
     assert (listing.id, listing.kind) == ("nato-listing", "html")
     assert listing.selectors == Selectors("div.news-card", "h3", "h3 a", "time", "p.summary")
+
+
+def test_a_feed_naming_a_topic_that_does_not_exist_is_refused(tmp_path):
+    text = BASE + '[[feeds]]\nslug = "x"\ntitle = "X"\ntopics = ["partnerships"]\n'
+    error = error_for(tmp_path, text)
+    assert error.key == "feeds[0].topics"
+    assert 'no topic "partnerships" is defined (topics: none)' in str(error)
