@@ -1,0 +1,187 @@
+"""The server-side request forgery guard: a URL a remote party chose reaches public hosts only.
+
+A feed's article links and every redirect were written by someone else. Fetched blindly,
+they would let a feed make this program read its own admin pages, a cloud metadata service
+(169.254.169.254) or anything else on the private network. So a target is checked after DNS
+resolution, and every address it resolves to must be public: not private, loopback,
+link-local, multicast, reserved or unspecified, nor one of those wrapped in an IPv6 form
+(IPv4-mapped, NAT64's well-known prefix, 6to4).
+
+`check_target` is the decision for one URL. `GuardedTransport` applies it to every request
+an httpx client sends, so every redirect hop is checked, and it connects to the very address
+it checked (the Host header and TLS name stay the host's), so a DNS answer that changes
+between the check and the connection (DNS rebinding) cannot slip through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Awaitable, Callable, Collection
+from urllib.parse import urlsplit
+
+import httpx
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], list[str]]
+AsyncResolver = Callable[[str, int], Awaitable[list[str]]]
+
+NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: IPv4 in the last 32 bits
+DEFAULT_PORTS = {"http": 80, "https": 443}
+ALLOW_SETTING = "fetch.allow_private_addresses"
+
+
+class TargetRefused(httpx.ConnectError):
+    """The guard refused to connect; str() says why. An httpx.ConnectError, so code that
+    handles a failed connection handles this too."""
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to, as the system resolver answers."""
+    return _addresses(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+
+
+async def resolve_async(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return _addresses(infos)
+
+
+def _addresses(infos: list) -> list[str]:
+    return list(dict.fromkeys(info[4][0] for info in infos))
+
+
+def check_target(url: str, allow_private: bool, *, resolver: Resolver = resolve) -> str | None:
+    """Why `url` must not be fetched, or None when it may be."""
+    target = _split(url)
+    if isinstance(target, str):
+        return target
+    if allow_private:
+        return None
+    host, port = target
+    try:
+        addresses = resolver(host, port)
+    except (OSError, UnicodeError) as exc:
+        return f"cannot resolve {host}: {exc}"
+    return refused_addresses(host, addresses)
+
+
+def refused_addresses(host: str, addresses: list[str]) -> str | None:
+    """Why the host at these addresses is not public, or None when every one is."""
+    if not addresses:
+        return f"{host} resolves to no address"
+    for text in addresses:
+        reason = address_refusal(text)
+        if reason:
+            shown = host if host == text else f"{host} resolves to {text}, which"
+            return f"{shown} is {reason} ({ALLOW_SETTING} is off)"
+    return None
+
+
+def address_refusal(text: str) -> str | None:
+    """What is wrong with this address for a fetch a remote party chose; None if public."""
+    try:
+        address = ipaddress.ip_address(text.split("%", 1)[0])  # fe80::1%eth0: zone dropped
+    except ValueError:
+        return f"not an IP address ({text!r})"
+    embedded, form = _embedded_ipv4(address)
+    if embedded is not None:
+        reason = _kind(embedded)
+        return f"{reason} ({form} {embedded})" if reason else None
+    return _kind(address)
+
+
+def _embedded_ipv4(address: Address) -> tuple[ipaddress.IPv4Address | None, str]:
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None, ""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped, "IPv4-mapped"
+    if address in NAT64_WELL_KNOWN:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF), "NAT64 for"
+    if address.sixtofour is not None:
+        return address.sixtofour, "6to4 for"
+    return None, ""
+
+
+def _kind(address: Address) -> str | None:
+    checks = (
+        (address.is_unspecified, "an unspecified address"),
+        (address.is_loopback, "a loopback address"),
+        (address.is_link_local, "a link-local address"),
+        (address.is_multicast, "a multicast address"),
+        (address.is_reserved, "a reserved address"),
+        (address.is_private, "a private address"),
+        (not address.is_global, "not a public address"),
+    )
+    return next((reason for failed, reason in checks if failed), None)
+
+
+def _split(url: str) -> tuple[str, int] | str:
+    """(host, port) of an http(s) URL, or why there is none."""
+    try:
+        parts = urlsplit(url)
+        scheme, host, port = parts.scheme.lower(), parts.hostname, parts.port
+    except ValueError as exc:
+        return f"invalid URL {url!r}: {exc}"
+    if scheme not in DEFAULT_PORTS:
+        return f"refusing a {scheme or 'scheme-less'} URL: {url}"
+    if not host:
+        return f"invalid URL {url!r}: no host"
+    return host, port or DEFAULT_PORTS[scheme]
+
+
+class GuardedTransport(httpx.AsyncBaseTransport):
+    """An httpx transport that checks each request's target before connecting.
+
+    Refused requests raise `TargetRefused` and never open a connection. An allowed one is
+    sent to the address that was checked. `private_hosts` are hosts whose private addresses
+    are accepted (a source configured to allow them), when `allow_private` is off.
+    """
+
+    def __init__(
+        self,
+        allow_private: bool = False,
+        *,
+        private_hosts: Collection[str] = (),
+        resolver: AsyncResolver = resolve_async,
+        inner: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.allow_private = allow_private
+        self.private_hosts = frozenset(h.lower() for h in private_hosts)
+        self.resolver = resolver
+        self.inner = inner or httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        target = _split(str(request.url))
+        if isinstance(target, str):
+            raise TargetRefused(target, request=request)
+        host, port = target
+        try:
+            addresses = await self.resolver(host, port)
+        except (OSError, UnicodeError) as exc:
+            raise TargetRefused(f"cannot resolve {host}: {exc}", request=request) from None
+        if not (self.allow_private or host.lower() in self.private_hosts):
+            reason = refused_addresses(host, addresses)
+            if reason:
+                raise TargetRefused(f"refused: {reason}", request=request)
+        if not addresses:
+            raise TargetRefused(f"{host} resolves to no address", request=request)
+        return await self.inner.handle_async_request(_pinned(request, addresses[0]))
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def _pinned(request: httpx.Request, address: str) -> httpx.Request:
+    """The request sent to `address`, still naming its host (Host header, TLS SNI and
+    certificate check), so the connection goes where the check looked."""
+    host = request.url.host
+    if address == host:
+        return request
+    return httpx.Request(
+        request.method,
+        request.url.copy_with(host=address.split("%", 1)[0]),
+        headers=request.headers,  # carries Host: the original host
+        stream=request.stream,
+        extensions={**request.extensions, "sni_hostname": host},
+    )

@@ -1,0 +1,172 @@
+"""The SSRF guard: which addresses are refused, and a transport that checks every hop
+against a real loopback server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from aggregator.netguard import (
+    GuardedTransport,
+    TargetRefused,
+    address_refusal,
+    check_target,
+)
+
+
+@pytest.mark.parametrize(
+    ("address", "refusal"),
+    [
+        ("8.8.8.8", None),
+        ("2001:4860:4860::8888", None),
+        ("64:ff9b::808:808", None),  # NAT64 for 8.8.8.8: public
+        ("127.0.0.1", "a loopback address"),
+        ("127.8.9.10", "a loopback address"),
+        ("::1", "a loopback address"),
+        ("10.1.2.3", "a private address"),
+        ("172.16.0.1", "a private address"),
+        ("192.168.1.1", "a private address"),
+        ("fd00::1", "a private address"),
+        ("169.254.169.254", "a link-local address"),
+        ("fe80::1%eth0", "a link-local address"),
+        ("224.0.0.1", "a multicast address"),
+        ("ff02::1", "a multicast address"),
+        ("0.0.0.0", "an unspecified address"),
+        ("::", "an unspecified address"),
+        ("240.0.0.1", "a reserved address"),
+        ("100.64.0.1", "not a public address"),  # carrier-grade NAT
+        ("::ffff:127.0.0.1", "a loopback address (IPv4-mapped 127.0.0.1)"),
+        ("::ffff:10.0.0.1", "a private address (IPv4-mapped 10.0.0.1)"),
+        ("64:ff9b::a9fe:a9fe", "a link-local address (NAT64 for 169.254.169.254)"),
+        ("64:ff9b::7f00:1", "a loopback address (NAT64 for 127.0.0.1)"),
+        ("2002:c0a8:0101::", "a private address (6to4 for 192.168.1.1)"),
+        ("not-an-ip", "not an IP address ('not-an-ip')"),
+    ],
+)
+def test_address_refusal(address, refusal):
+    assert address_refusal(address) == refusal
+
+
+def resolver_for(table: dict[str, list[str]]):
+    def resolve(host: str, port: int) -> list[str]:
+        return table[host]
+
+    return resolve
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("file:///etc/passwd", "refusing a file URL"),
+        ("ftp://example.org/x", "refusing a ftp URL"),
+        ("javascript:alert(1)", "refusing a javascript URL"),
+        ("//example.org/x", "refusing a scheme-less URL"),
+        ("http:///nohost", "no host"),
+        ("http://example.org:99999/", "invalid URL"),
+        ("http://[::1/", "invalid URL"),
+    ],
+)
+def test_only_http_urls_with_a_host_pass(url, reason):
+    assert reason in check_target(url, allow_private=True)
+
+
+def test_a_public_host_passes_and_a_private_answer_is_refused():
+    resolver = resolver_for({
+        "www.nato.int": ["93.184.216.34", "2606:2800:220:1::1"],
+        "intranet.example": ["93.184.216.34", "10.0.0.7"],  # one bad address is enough
+        "rebind.example": ["::ffff:192.168.0.1"],
+    })  # fmt: skip
+    assert (
+        check_target("https://www.nato.int/cps/en/natohq/news_1.htm", False, resolver=resolver)
+        is None
+    )
+    assert check_target("http://intranet.example/", False, resolver=resolver) == (
+        "intranet.example resolves to 10.0.0.7, which is a private address "
+        "(fetch.allow_private_addresses is off)"
+    )
+    assert "IPv4-mapped 192.168.0.1" in check_target(
+        "http://rebind.example/", False, resolver=resolver
+    )
+
+
+def test_the_system_resolver_is_used_and_its_answers_checked():
+    assert "resolves to 127.0.0.1, which is a loopback address" in check_target(
+        "http://localhost/", allow_private=False
+    )
+    # 2130706433 is 127.0.0.1 written as one number: the resolver, not the text, decides.
+    assert "which is a loopback address" in check_target("http://2130706433/", False)
+    assert check_target("http://[::1]:8080/", False).startswith("::1 is a loopback address")
+    assert check_target("http://localhost/", allow_private=True) is None
+
+
+def test_a_host_that_does_not_resolve_is_refused_with_the_reason():
+    def failing(host: str, port: int) -> list[str]:
+        raise OSError("Name or service not known")
+
+    assert check_target("http://nowhere.invalid/", False, resolver=failing) == (
+        "cannot resolve nowhere.invalid: Name or service not known"
+    )
+
+
+# --- the transport, against a real server on 127.0.0.1 -----------------------------------
+
+
+async def get(transport: GuardedTransport, url: str, follow: bool = False) -> httpx.Response:
+    async with httpx.AsyncClient(transport=transport, follow_redirects=follow) as client:
+        return await client.get(url)
+
+
+def test_the_transport_refuses_loopback_before_connecting(feed_server):
+    url = feed_server.route("/secret", body=b"internal")
+    with pytest.raises(TargetRefused, match=r"refused: 127\.0\.0\.1 is a loopback address"):
+        asyncio.run(get(GuardedTransport(allow_private=False), url))
+    assert feed_server.requests() == []
+
+
+def test_the_transport_connects_when_private_addresses_are_allowed(feed_server):
+    url = feed_server.route("/page", body=b"hello")
+    response = asyncio.run(get(GuardedTransport(allow_private=True), url))
+    assert (response.status_code, response.content) == (200, b"hello")
+
+
+def test_every_redirect_hop_is_checked(feed_server):
+    """The source's own host may be private (its setting allows it); where it redirects
+    to is checked again, after resolution: localhost is the same loopback server."""
+    feed_server.route("/secret", body=b"internal")
+    start = feed_server.route(
+        "/hop", status=302, location=f"http://localhost:{feed_server.port}/secret"
+    )
+    transport = GuardedTransport(allow_private=False, private_hosts={"127.0.0.1"})
+    with pytest.raises(TargetRefused, match=r"localhost resolves to 127\.0\.0\.1, which is a loop"):
+        asyncio.run(get(transport, start, follow=True))
+    assert [r.path for r in feed_server.requests()] == ["/hop"]
+
+
+def test_the_connection_goes_to_the_checked_address_with_the_host_name_kept(feed_server):
+    feed_server.route("/page", body=b"pinned")
+    asked = []
+
+    async def resolver(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return {"news.example": ["127.0.0.1"]}[host]
+
+    transport = GuardedTransport(private_hosts={"news.example"}, resolver=resolver)
+    response = asyncio.run(get(transport, f"http://news.example:{feed_server.port}/page"))
+    assert (response.status_code, response.content) == (200, b"pinned")
+    assert asked == ["news.example"]  # resolved once: the check's answer is where it went
+    assert feed_server.requests("/page")[0].headers["host"] == f"news.example:{feed_server.port}"
+
+
+def test_a_refusal_is_an_httpx_connect_error_with_its_reason():
+    async def resolver(host: str, port: int) -> list[str]:
+        return ["169.254.169.254"]
+
+    transport = GuardedTransport(resolver=resolver)
+    with pytest.raises(httpx.ConnectError) as caught:
+        asyncio.run(get(transport, "http://metadata.example/latest/"))
+    assert str(caught.value) == (
+        "refused: metadata.example resolves to 169.254.169.254, which is a link-local "
+        "address (fetch.allow_private_addresses is off)"
+    )
