@@ -340,6 +340,20 @@ def test_the_all_feed_and_topic_feeds_select_the_right_items(published, archive,
     assert (report["all"].entries, report["all"].months) == (4, 7)
 
 
+def test_the_archive_selects_a_feeds_items_by_the_rule_explain_states(archive):
+    """The feed-selection rule is written once in SQL (store.topics.feed_carries) and once
+    in Python (publish.topics_carrying, for explain): both choose the same items."""
+    everything = archive.list_items()
+    for feed in _feeds():
+        # None: the feed carries every item; []: no topic of the feed puts the item in it
+        by_rule = [
+            item.id for item in everything if publish.topics_carrying(feed, item.topics) != []
+        ]
+        assert [item.id for item in _matching(archive, feed)] == by_rule, feed.slug
+        months = sorted({item.published.strftime("%Y-%m") for item in _matching(archive, feed)})
+        assert archive.feed_months(feed.topics, feed.min_score) == months, feed.slug
+
+
 def test_a_feed_no_item_matches_is_still_a_valid_empty_feed(published, config):
     path = config.server.feeds_dir / "nothing.atom"
     doc = etree.parse(str(path))
@@ -548,6 +562,65 @@ def test_a_month_without_items_any_more_is_removed_and_relinked(published, archi
     oldest = _links(etree.parse(str(folder / "2021-07.atom")).getroot())
     assert oldest["next-archive"].endswith("/2022-11.atom")
     assert len(_walk_archives(config, "partnerships")) == len(SCORES["partnerships"][1]) - 1
+
+
+def _same_as_a_full_publish(config: Config, archive: Archive, tmp_path: Path) -> None:
+    full = _config(tmp_path, tmp_path / "full")
+    publish.publish_all(archive, full)
+    mine, theirs = _files(config.server.feeds_dir), _files(full.server.feeds_dir)
+    assert [p.relative_to(config.server.feeds_dir) for p in mine] == [
+        p.relative_to(full.server.feeds_dir) for p in theirs
+    ]
+    assert list(mine.values()) == list(theirs.values())
+
+
+def test_months_limit_the_archive_documents_rendered_again(published, archive, config, tmp_path):
+    folder = config.server.feeds_dir
+    past = _age_everything(folder)
+    japan = FEED_ENTRIES[0]  # March 2024, in every feed that carries partnerships
+    revised = replace(japan, title=japan.title + " (updated)")
+    ingest.store_entries(archive, [revised], "nato-news", Origin.FEED, japan.published)
+    report = publish.publish_feeds(archive, config, ["all"], months=[])
+    assert _changed_since(folder, past) == set()  # "all" shows its newest 4: not this one
+    assert report.unchanged == len(_files(folder / "all")) + 3  # the current documents too
+    publish.publish_feeds(archive, config, ["all", "partnerships"], months=["2024-03"])
+    assert _changed_since(folder, past) == {
+        "all/archive/2024-03.atom",
+        *(f"partnerships{suffix}" for suffix in (".atom", ".rss", ".json")),
+        "partnerships/archive/2024-03.atom",
+    }
+    _same_as_a_full_publish(config, archive, tmp_path)
+
+
+def test_a_month_that_appears_or_goes_relinks_its_neighbours(published, archive, config, tmp_path):
+    """Given only the months of the changed items, publish still rewrites the months whose
+    prev/next-archive links change: the result is what a full publish writes."""
+    entry = _entry(300011, "Partners meet in June", "2024-06-20", "<p>New.</p>")
+    counts = ingest.store_entries(archive, [entry], "nato-news", Origin.FEED)
+    archive.save_scores([TopicScore(counts.item_ids[0], "partnerships", 3.0, matched=True)])
+    publish.publish_feeds(archive, config, ["partnerships", "all"], months=["2024-06"])
+    _same_as_a_full_publish(config, archive, tmp_path)
+    old = archive.list_items(topics=["partnerships"])[-2]  # February 2022: its month goes
+    archive.save_scores([TopicScore(old.id, "partnerships", 0.2, matched=False)])
+    report = publish.publish_feeds(archive, config, ["partnerships", "all"], months=["2022-02"])
+    assert report.removed == (config.server.feeds_dir / "partnerships/archive/2022-02.atom",)
+    shutil.rmtree(tmp_path / "full")
+    _same_as_a_full_publish(config, archive, tmp_path)
+
+
+def test_months_to_render():
+    months = ["2024-01", "2024-02", "2024-04", "2024-05"]
+    on_disk = set(months)
+    assert publish.months_to_render(months, None, on_disk) == on_disk
+    assert publish.months_to_render(months, frozenset(), on_disk) == set()
+    assert publish.months_to_render(months, frozenset({"2024-02", "1999-01"}), on_disk) == {
+        "2024-02"
+    }
+    gone = on_disk | {"2024-03"}  # its neighbours link to it
+    assert publish.months_to_render(months, frozenset(), gone) == {"2024-02", "2024-04"}
+    new = on_disk - {"2024-05"}  # no document yet; the month before links to it now
+    assert publish.months_to_render(months, frozenset(), new) == {"2024-04", "2024-05"}
+    assert publish.months_to_render(months, frozenset(), set()) == on_disk
 
 
 def test_files_are_written_atomically_and_readable(tmp_path):

@@ -13,6 +13,7 @@ that fails as a whole (its files cannot be written) is reported, and the others 
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -24,7 +25,7 @@ from aggregator.config import Config, FeedConfig
 from aggregator.models import Item
 from aggregator.publish import atom, jsonfeed, rss
 from aggregator.publish.document import FeedInfo, Page, SourceInfo, present_source
-from aggregator.publish.files import remove_stale_months, write_if_changed
+from aggregator.publish.files import month_files, remove_stale_months, write_if_changed
 from aggregator.publish.isolate import LeftOut, Render, one_line, render_isolated
 from aggregator.store import Archive
 from aggregator.store.codec import now as clock
@@ -95,14 +96,29 @@ class PublishReport:
 
 def publish_all(archive: Archive, config: Config, *, now: datetime | None = None) -> PublishReport:
     """Render every configured feed."""
-    return _publish(archive, config, config.feeds, now)
+    return _publish(archive, config, config.feeds, None, now)
 
 
 def publish_feeds(
-    archive: Archive, config: Config, slugs: Iterable[str], *, now: datetime | None = None
+    archive: Archive,
+    config: Config,
+    slugs: Iterable[str],
+    months: Iterable[str] | None = None,
+    *,
+    now: datetime | None = None,
 ) -> PublishReport:
-    """Render the named feeds; an unknown slug is an error before anything is written."""
-    return _publish(archive, config, chosen_feeds(config, slugs), now)
+    """Render the named feeds; an unknown slug is an error before anything is written.
+
+    `months` limits which archive-month documents are rendered again: None renders every
+    month. After a store, pass the months ('YYYY-MM', of `Item.published` in UTC) of every
+    item whose stored row or scores changed, both before and after the change (an item
+    whose date moved leaves its old month; one that left a feed changes its month there).
+    The subscription documents are always rendered; so are months that have no document
+    yet and the neighbours of a month that appears or goes (their prev/next links change).
+    Pass None after anything that changes every document: a failed or owed publish, a
+    changed config, a source's new title, a restore, a reclassify."""
+    wanted = None if months is None else frozenset(months)
+    return _publish(archive, config, chosen_feeds(config, slugs), wanted, now)
 
 
 def chosen_feeds(config: Config, slugs: Iterable[str]) -> list[FeedConfig]:
@@ -142,12 +158,16 @@ def archive_path(feeds_dir: Path, slug: str, month: str) -> Path:
 
 
 def _publish(
-    archive: Archive, config: Config, feeds: Sequence[FeedConfig], now: datetime | None
+    archive: Archive,
+    config: Config,
+    feeds: Sequence[FeedConfig],
+    months: frozenset[str] | None,
+    now: datetime | None,
 ) -> PublishReport:
     results, failed = [], []
     for feed in feeds:
         try:
-            results.append(_publish_feed(archive, config, feed))
+            results.append(_publish_feed(archive, config, feed, months))
         except Exception as exc:  # the other feeds still publish; the run reports it
             failed.append(FeedFailure(feed.slug, one_line(exc)))
             log.error("publish of feed %s failed: %s", feed.slug, failed[-1].error)
@@ -163,15 +183,22 @@ def _publish(
     )
 
 
-def _publish_feed(archive: Archive, config: Config, feed: FeedConfig) -> FeedResult:
+def _publish_feed(
+    archive: Archive, config: Config, feed: FeedConfig, touched: frozenset[str] | None
+) -> FeedResult:
     info = FeedInfo.of(feed, config.server.base_url)
     folder = config.server.feeds_dir
     source_of = _source_lookup(archive)
     out = _Output()
     with archive.consistent_read():
         months = archive.feed_months(feed.topics, feed.min_score)
+        on_disk = month_files(folder / feed.slug / "archive")
+        rendered = months_to_render(months, touched, on_disk)
+        out.unchanged += len(months) - len(rendered)
         # Months first: a reader following the new prev-archive link finds its target.
         for index, month in enumerate(months):
+            if month not in rendered:
+                continue
             items = archive.feed_month_items(month, feed.topics, feed.min_score)
             page = Page(tuple(items), month, _at(months, index - 1), _at(months, index + 1))
             out.put(
@@ -202,6 +229,23 @@ def _publish_feed(archive: Archive, config: Config, feed: FeedConfig) -> FeedRes
         tuple(removed),
         tuple(out.left_out.values()),
     )
+
+
+def months_to_render(
+    months: Sequence[str], touched: frozenset[str] | None, on_disk: set[str]
+) -> set[str]:
+    """Which of a feed's `months` (oldest first) to render: all when `touched` is None;
+    else those touched, those without a document, and the neighbours of every month that
+    appeared or went (whose prev/next-archive links name another month now)."""
+    if touched is None:
+        return set(months)
+    present = set(months)
+    wanted = (present & touched) | (present - on_disk)
+    for month in present ^ on_disk:
+        position = bisect.bisect_left(months, month)  # where it is, or would be
+        after = position + 1 if month in present else position
+        wanted.update(months[max(position - 1, 0) : after + 1])
+    return wanted
 
 
 def _atom_page(info: FeedInfo, page: Page, source_of: Callable[[Item], SourceInfo]) -> Render:

@@ -60,15 +60,20 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def month_files(folder: Path) -> set[str]:
+    """The months ('YYYY-MM') that have a month document ('YYYY-MM.atom') in `folder`."""
+    if not folder.is_dir():
+        return set()
+    return {path.stem for path in folder.iterdir() if MONTH_FILE.match(path.name)}
+
+
 def remove_stale_months(folder: Path, keep: set[str]) -> list[Path]:
     """Delete the month documents ('YYYY-MM.atom') in `folder` whose month is not in `keep`."""
-    if not folder.is_dir():
-        return []
     removed = []
-    for path in sorted(folder.iterdir()):
-        if MONTH_FILE.match(path.name) and path.stem not in keep:
-            path.unlink(missing_ok=True)
-            removed.append(path)
+    for month in sorted(month_files(folder) - keep):
+        path = folder / f"{month}.atom"
+        path.unlink(missing_ok=True)
+        removed.append(path)
     if removed:
         _fsync_dir(folder)
     return removed

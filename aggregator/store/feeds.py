@@ -9,23 +9,12 @@ from typing import TYPE_CHECKING
 
 from aggregator.models import Item
 from aggregator.store.items import _ITEM_SELECT, _item
+from aggregator.store.topics import feed_carries
 
 if TYPE_CHECKING:
     from aggregator.store import Archive
 
 _MONTH = "substr(published, 1, 7)"  # 'YYYY-MM' of the stored UTC text date
-
-
-def _matching(topics: Sequence[str], min_score: float) -> tuple[str, list]:
-    """The WHERE clause of a feed's selection: every item, or those a topic matched."""
-    if not topics:
-        return "1", []
-    marks = ",".join("?" * len(topics))
-    clause = (
-        f"id IN (SELECT item_id FROM item_topics WHERE topic IN ({marks}) "
-        "AND matched = 1 AND score >= ?)"
-    )
-    return clause, [*topics, min_score]
 
 
 class FeedsMixin:
@@ -48,7 +37,7 @@ class FeedsMixin:
     def feed_months(self: Archive, topics: Sequence[str], min_score: float = 0.0) -> list[str]:
         """The months ('YYYY-MM', by published date in UTC) that hold a matching item,
         oldest first."""
-        where, params = _matching(topics, min_score)
+        where, params = feed_carries(topics, min_score)
         sql = f"SELECT DISTINCT {_MONTH} FROM items WHERE {where} ORDER BY 1"
         return [row[0] for row in self.conn.execute(sql, params)]
 
@@ -56,7 +45,7 @@ class FeedsMixin:
         self: Archive, month: str, topics: Sequence[str], min_score: float = 0.0
     ) -> list[Item]:
         """Every matching item published in `month` ('YYYY-MM'), newest first."""
-        where, params = _matching(topics, min_score)
+        where, params = feed_carries(topics, min_score)
         # A range on `published` uses its index, where substr() would scan.
         sql = (
             f"{_ITEM_SELECT} WHERE {where} AND published >= ? AND published < ? "

@@ -19,6 +19,7 @@ from aggregator.models import (
     Revision,
 )
 from aggregator.store.codec import from_text, to_text
+from aggregator.store.topics import feed_carries
 
 if TYPE_CHECKING:
     from aggregator.store import Archive
@@ -296,12 +297,9 @@ class ItemsMixin:
             where.append("source_id = ?")
             params.append(source_id)
         if topics:
-            marks = ",".join("?" * len(topics))
-            where.append(
-                f"id IN (SELECT item_id FROM item_topics WHERE topic IN ({marks}) "
-                "AND matched = 1 AND score >= ?)"
-            )
-            params.extend([*topics, min_score])
+            carried, carried_params = feed_carries(topics, min_score)
+            where.append(carried)
+            params.extend(carried_params)
         sql = _ITEM_SELECT + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY published DESC, id DESC"
         if limit is not None:

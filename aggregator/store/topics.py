@@ -14,6 +14,21 @@ if TYPE_CHECKING:
     from aggregator.store import Archive
 
 
+def feed_carries(topics: Sequence[str], min_score: float) -> tuple[str, list]:
+    """The feed-selection rule as a condition on `items` and its parameters: a feed without
+    topics carries every item; one with topics, the items one of them matched with at least
+    `min_score`. The one SQL form of `aggregator.publish.topics_carrying` (tests hold them
+    equal). EXISTS looks each item up by its key, so a range on `published` keeps its index."""
+    if not topics:
+        return "1", []
+    marks = ",".join("?" * len(topics))
+    clause = (
+        "EXISTS (SELECT 1 FROM item_topics WHERE item_topics.item_id = items.id "
+        f"AND topic IN ({marks}) AND matched = 1 AND score >= ?)"
+    )
+    return clause, [*topics, min_score]
+
+
 class TopicsMixin:
     conn: sqlite3.Connection
 
