@@ -8,12 +8,12 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
 from aggregator import __version__
+from aggregator.clock import stamp
 from aggregator.config import Config, ConfigError, choose_path, load
 from aggregator.models import Item, Origin
 
@@ -81,14 +81,12 @@ class State:
         return self._config
 
     def archive(self, *, sync: bool = False):
-        from aggregator.models import SourceSpec
+        from aggregator import pipeline
         from aggregator.store import Archive
 
         archive = Archive(self.config.archive.database)
         if sync:
-            archive.sync_sources(
-                [SourceSpec(s.id, s.title, s.url, s.enabled) for s in self.config.sources]
-            )
+            pipeline.sync_sources(archive, self.config)
         return archive
 
     @contextlib.contextmanager
@@ -174,16 +172,15 @@ def _duration(seconds: float) -> str:
 @pass_state
 def import_seeds_command(state: State, paths: tuple[Path, ...], reference_date: str | None):
     """Import seeded articles (default: the archive.seeds folder). Idempotent."""
-    from aggregator import ingest
+    from aggregator import pipeline
 
     for path in paths:
         if not path.exists():
             raise UserError(f"{path}: no such file or folder")
     with state.writing("import-seeds") as archive:
-        counts = ingest.import_seeds(
-            archive, list(paths) or [state.config.archive.seeds], reference_date
+        counts, published = pipeline.import_seeds_and_publish(
+            archive, state.config, list(paths) or [state.config.archive.seeds], reference_date
         )
-        published = ingest.after_ingest(archive, state.config, counts)
         problem = None if published else _publish_problem(archive)
     click.echo(f"seeds: {counts.new} new, {counts.updated} updated, {counts.unchanged} unchanged")
     if problem:
@@ -236,11 +233,10 @@ def items_command(
 @pass_state
 def reclassify_command(state: State) -> None:
     """Score every item against the topics again, then republish."""
-    from aggregator import ingest
+    from aggregator import pipeline
 
     with state.writing("reclassify") as archive:
-        count = ingest.reclassify(archive, state.config)
-        ingest.publish(archive, state.config)
+        count = pipeline.reclassify_and_publish(archive, state.config)
     click.echo(f"reclassified {count} items")
 
 
@@ -296,8 +292,8 @@ def item_json(item: Item) -> dict:
         "id": item.id,
         "title": item.title,
         "url": item.link,
-        "published": _iso(item.published),
-        "updated": _iso(item.updated),
+        "published": stamp(item.published),
+        "updated": stamp(item.updated),
         "precision": item.precision.value,
         "origin": item.origin.value,
         "source": item.source_id,
@@ -307,10 +303,6 @@ def item_json(item: Item) -> dict:
         "revision": item.revision,
         "summary": item.summary_text,
     }
-
-
-def _iso(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _print_table(items: list[Item]) -> None:
@@ -415,7 +407,7 @@ def snapshot_list(state: State, as_json: bool) -> None:
     found = snapshot.list_snapshots(state.config.archive.snapshots)
     if as_json:
         for made in found:
-            row = {"name": made.name, "path": str(made.path), "created": _iso(made.created)}
+            row = {"name": made.name, "path": str(made.path), "created": stamp(made.created)}
             row.update(items=made.items, size=made.size, label=made.label, tar=made.packed)
             click.echo(json.dumps(row, ensure_ascii=False))
         return
@@ -487,13 +479,13 @@ def _size(size: float) -> str:
 @pass_state
 def publish_command(state: State, slugs: tuple[str, ...]) -> None:
     """Render the output feeds (default: all) into server.feeds_dir; unchanged files stay."""
-    from aggregator import ingest
+    from aggregator import pipeline
     from aggregator.publish import PublishError
 
     failure = None
     with state.writing("publish", sync=True) as archive:
         try:
-            report = ingest.publish(archive, state.config, slugs or None)
+            report = pipeline.publish(archive, state.config, slugs or None)
         except PublishError as exc:  # recorded in the archive: owed until a run settles it
             report, failure = exc.report, str(exc)
     for feed in report.feeds if report else ():
@@ -512,15 +504,10 @@ def publish_command(state: State, slugs: tuple[str, ...]) -> None:
 @pass_state
 def fetch_command(state: State, source_id: str | None, force: bool) -> None:
     """Poll every enabled source (or one) once and ingest what is new."""
-    from aggregator import ingest, poll
+    from aggregator import pipeline, poll
 
-    config, began = state.config, datetime.now(UTC)
     with state.writing("fetch", sync=True) as archive:
-        counts = ingest.ensure_seeds(archive, config.archive.seeds)
-        if counts:
-            ingest.after_ingest(archive, config, counts)
-        reports = poll.poll_all(config, archive, source_id, force)
-        poll.settle_owed_publish(archive, config, began)
+        reports = pipeline.fetch_all(archive, state.config, source_id, force)
         problem = _publish_problem(archive)
     for report in reports:
         click.echo(poll.summary_line(report))
@@ -543,8 +530,8 @@ def sources_command(state: State, as_json: bool) -> None:
             click.echo(json.dumps(source_json(source), ensure_ascii=False))
         return
     rows = [
-        (s.id, s.state, s.url, _stamp(s.last_poll), str(s.last_status or "-"),
-         str(s.consecutive_errors), _stamp(s.next_poll_not_before), str(s.item_count))
+        (s.id, s.state, s.url, stamp(s.last_poll), str(s.last_status or "-"),
+         str(s.consecutive_errors), stamp(s.next_poll_not_before), str(s.item_count))
         for s in sources
     ]  # fmt: skip
     header = ("id", "state", "url", "last poll", "status", "errors", "next poll", "items")
@@ -564,17 +551,13 @@ def source_json(source) -> dict:
         "state": source.state,
         "url": source.url,
         "config_url": source.config_url,
-        "last_poll": _stamp(source.last_poll, None),
+        "last_poll": stamp(source.last_poll, None),
         "last_status": source.last_status,
         "last_error": source.last_error,
         "consecutive_errors": source.consecutive_errors,
-        "next_poll": _stamp(source.next_poll_not_before, None),
+        "next_poll": stamp(source.next_poll_not_before, None),
         "items": source.item_count,
     }
-
-
-def _stamp(value: datetime | None, missing: str | None = "-") -> str | None:
-    return _iso(value) if value else missing
 
 
 def main() -> None:

@@ -86,7 +86,6 @@ class Fetcher:
             trust_env=False,
         )
         self._host_locks: dict[str, asyncio.Lock] = {}
-        self.db_lock = asyncio.Lock()  # held around archive work of polls sharing this fetcher
 
     async def aclose(self) -> None:
         await self.client.aclose()

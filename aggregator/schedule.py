@@ -93,7 +93,6 @@ class Daemon:
         self._on_ready = on_ready  # shows the archive to a person who just ran `make run`
         self._stopping = asyncio.Event()
         self._inflight: set[asyncio.Task] = set()
-        self._db_lock = asyncio.Lock()
 
     def run(self) -> int:
         from aggregator.lock import ArchiveLock
@@ -109,18 +108,19 @@ class Daemon:
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
         from aggregator.fetch import Fetcher
+        from aggregator.pipeline import Pipeline
         from aggregator.store import Archive
 
         self.scheduler = None
         self._install_signals()  # from the start: a signal during start-up is not a crash
         self.archive = Archive(self.config.archive.database)
+        self.pipeline = Pipeline(self.archive)  # one writer at a time on the archive
         try:
-            await asyncio.to_thread(self._prepare_archive)
+            await self.pipeline.run_locked(self._prepare_archive)
             if self._stopping.is_set():
                 event(log, "stopped before start-up finished")
                 return 0
             self.fetcher = Fetcher(self.config)
-            self._db_lock = self.fetcher.db_lock  # one writer at a time on the archive
             self.scheduler = AsyncIOScheduler(timezone=UTC)
             for source in self.config.sources:
                 if source.enabled:
@@ -148,21 +148,15 @@ class Daemon:
 
     # --- start-up ---------------------------------------------------------------------
 
-    def _prepare_archive(self) -> None:
-        from aggregator import ingest
+    def _prepare_archive(self, archive) -> None:
+        from aggregator import pipeline
 
-        ingest.sync_sources(self.archive, self.config)
-        counts = ingest.ensure_seeds(self.archive, self.config.archive.seeds)
+        counts, publish_failure = pipeline.start_up(archive, self.config)
         if counts:
             event(log, "seeds imported", new=counts.new)
-        if not ingest.reclassify_if_rules_changed(self.archive, self.config):
-            # Items stored just before a crash may have missed classification.
-            ingest.classify_items(self.archive, self.config, self.archive.unscored_item_ids())
-        self._publish_or_owe(self.config, "at start-up")
+        _log_publish_failure(publish_failure, "at start-up")
         if self._on_ready:
-            self._on_ready(
-                self.archive.list_items(limit=SHOWN_AT_START), self.archive.count_items()
-            )
+            self._on_ready(archive.list_items(limit=SHOWN_AT_START), archive.count_items())
 
     async def _start_server(self) -> asyncio.Task:
         from aggregator.serve import make_server
@@ -234,16 +228,14 @@ class Daemon:
         )
 
     async def _poll(self, source_id: str) -> None:
-        from aggregator.poll import poll_source
-
         if self._stopping.is_set():
             return
         task = asyncio.current_task()
         self._inflight.add(task)
         began = _now()
         try:
-            report = await poll_source(
-                self.archive, self.config, source_id, self.fetcher, stopping=self._stopping
+            report = await self.pipeline.poll(
+                self.config, source_id, self.fetcher, stopping=self._stopping
             )
             _log_poll(report)
             if not self._stopping.is_set():
@@ -256,25 +248,23 @@ class Daemon:
     async def _settle_publish(self, began: datetime) -> None:
         """Each tick publishes what the archive owes: a publish that failed, or one a
         process that died after its ingest never ran."""
-        from aggregator.poll import settle_owed_publish
+        from aggregator.pipeline import settle_owed_publish
 
-        async with self._db_lock:
-            settled = await asyncio.to_thread(settle_owed_publish, self.archive, self.config, began)
+        settled = await self.pipeline.run_locked(settle_owed_publish, self.config, began)
         if settled:
             event(log, "owed publish settled")
         elif settled is False:
             event(log, "publish failed again; retried after the next poll", logging.ERROR)
 
     async def _maintenance(self) -> None:
-        from aggregator import ingest
+        from aggregator.pipeline import maintain
 
         if self._stopping.is_set():
             return
         task = asyncio.current_task()
         self._inflight.add(task)
         try:
-            async with self._db_lock:
-                trimmed = await asyncio.to_thread(ingest.maintain, self.archive, self.config)
+            trimmed = await self.pipeline.run_locked(maintain, self.config)
         finally:
             self._inflight.discard(task)
         event(log, "maintenance done", fetch_log_rows_trimmed=trimmed)
@@ -293,17 +283,20 @@ class Daemon:
             event(log, "reload failed", logging.ERROR, error=repr(exc))
 
     async def _apply(self, new: Config) -> None:
-        from aggregator import classify, ingest
+        from aggregator import classify, pipeline
 
         plan = plan_reload(
             self.config, new, classify.rules_hash(self.config), classify.rules_hash(new)
         )
-        async with self._db_lock:
-            await asyncio.to_thread(ingest.sync_sources, self.archive, new)
-            if plan.reclassify:
-                await asyncio.to_thread(ingest.reclassify, self.archive, new)
-            if plan.republish:
-                await asyncio.to_thread(self._publish_or_owe, new, "after reload")
+        async with self.pipeline.lock:
+            publish_failure = await asyncio.to_thread(
+                pipeline.apply_config,
+                self.archive,
+                new,
+                rescore=plan.reclassify,
+                republish=plan.republish,
+            )
+            _log_publish_failure(publish_failure, "after reload")
             states = {
                 s.id: await asyncio.to_thread(self.archive.get_source, s.id)
                 for s in plan.add + plan.reschedule
@@ -325,18 +318,6 @@ class Daemon:
             changed=",".join(s.id for s in plan.reschedule) or "-",
             reclassified=plan.reclassify,
         )
-
-    def _publish_or_owe(self, config: Config, when: str) -> None:
-        """Publish every feed. A failure is recorded in the archive as owed and settled by
-        a later poll tick; the daemon goes on serving what was published before."""
-        from aggregator import ingest
-        from aggregator.publish import PublishError
-
-        try:
-            ingest.publish(self.archive, config)
-        except PublishError as exc:
-            message = f"publish {when} failed; retried after each poll"
-            event(log, message, logging.ERROR, error=str(exc))
 
     def _request_stop(self, name: str) -> None:
         if not self._stopping.is_set():
@@ -379,6 +360,13 @@ def _date_on_demand_state(encoded_headers: list[tuple[bytes, bytes]]):
             pass  # uvicorn's tick would set a cached copy; there is no tick
 
     return DateOnDemand()
+
+
+def _log_publish_failure(failure: str | None, when: str) -> None:
+    """A publish that failed is recorded in the archive as owed and settled by a later
+    poll tick; the daemon goes on serving what was published before."""
+    if failure:
+        event(log, f"publish {when} failed; retried after each poll", logging.ERROR, error=failure)
 
 
 def _log_poll(report) -> None:

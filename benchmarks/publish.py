@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from aggregator import ingest, publish  # noqa: E402
+from aggregator import pipeline, publish  # noqa: E402
 from aggregator.config import ArchiveConfig, Config, FeedConfig, ServerConfig  # noqa: E402
 from aggregator.models import Entry, Origin  # noqa: E402
 from aggregator.store import Archive  # noqa: E402
@@ -116,7 +116,7 @@ def main() -> None:
         settings = config(folder)
         with Archive(settings.archive.database) as archive:
             archive.sync_sources([SourceSpec("nato-news", "NATO News", "https://example.org/")])
-            ingest.store_entries(archive, entries(options.items), "nato-news", Origin.FEED)
+            pipeline.store_entries(archive, entries(options.items), "nato-news", Origin.FEED)
             items = archive.list_items()
             results: dict[str, list[float]] = {"baseline": [], "cold": [], "warm": []}
             for _ in range(options.rounds):

@@ -51,7 +51,7 @@ def test_daemon_on_a_fresh_archive_shows_the_seeds(project):
     port = _free_port()
     project.replace_in_config("port = 8080", f"port = {port}")
     project.replace_in_config(
-        'url = "https://www.nato.int', 'enabled = false\nurl = "https://www.nato.int'
+        'url = "https://www.nato.int/cps', 'enabled = false\nurl = "https://www.nato.int/cps'
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "aggregator", "--config", str(project.config), "daemon"],

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aggregator import ingest, poll
+from aggregator import pipeline
 from aggregator.config import load
 from aggregator.models import Origin
 from aggregator.store import Archive
@@ -50,15 +50,15 @@ class Setup:
         )
         self.config = load(project.config)
         self.archive = Archive(self.config.archive.database)
-        ingest.sync_sources(self.archive, self.config)
+        pipeline.sync_sources(self.archive, self.config)
         if seeds:
-            ingest.import_seeds(self.archive, [SEEDS])
+            pipeline.import_seeds(self.archive, [SEEDS])
 
     def serve(self, *steps: Route, **kwargs) -> None:
         self.server.route("/nato.rss", *steps, **kwargs)
 
-    def poll(self, force: bool = True) -> poll.PollReport:
-        (report,) = poll.poll_all(self.config, self.archive, NATO, force=force)
+    def poll(self, force: bool = True) -> pipeline.PollReport:
+        (report,) = pipeline.poll_all(self.config, self.archive, NATO, force=force)
         return report
 
     def source(self):
@@ -79,13 +79,13 @@ def setup(project, feed_server):
 def parses(monkeypatch):
     """Counts calls of the real parser, and the threads they ran in."""
     calls: list[int] = []
-    real = poll.parse_feed
+    real = pipeline.parse_feed
 
     def spy(*args, **kwargs):
         calls.append(threading.get_ident())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(poll, "parse_feed", spy)
+    monkeypatch.setattr(pipeline, "parse_feed", spy)
     return calls
 
 
@@ -214,7 +214,7 @@ def test_410_disables_the_source_and_keeps_its_items(setup):
     skipped = setup.poll()  # even forced
     assert skipped.skipped and "gone" in skipped.note
     assert len(setup.server.requests("/nato.rss")) == 2
-    ingest.sync_sources(setup.archive, setup.config)  # a restart does not revive it
+    pipeline.sync_sources(setup.archive, setup.config)  # a restart does not revive it
     assert setup.source().state == "gone"
 
 
@@ -304,7 +304,7 @@ def test_an_error_mid_ingest_leaves_the_archive_as_it_was(setup, monkeypatch):
 
 CRASHING_POLL = """
 import os, signal, sys
-from aggregator import poll
+from aggregator import pipeline
 from aggregator.config import load
 from aggregator.store import Archive
 from aggregator.store.items import ItemsMixin
@@ -314,7 +314,7 @@ def die(self, *args):  # the new items' rows are written, the transaction is ope
     os.kill(os.getpid(), signal.SIGKILL)  # a power cut in the middle of the ingest
 ItemsMixin._record_first_revisions = die
 config = load(sys.argv[1])
-poll.poll_all(config, Archive(config.archive.database), "nato-news", force=True)
+pipeline.poll_all(config, Archive(config.archive.database), "nato-news", force=True)
 """
 
 

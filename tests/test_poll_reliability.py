@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aggregator import poll
+from aggregator import pipeline
 from aggregator.config import load
 from aggregator.fetch import Fetcher
 from aggregator.store import Archive
@@ -116,9 +116,9 @@ def two_sources(project, feed_server):
     )
     config = load(project.config)
     archive = Archive(config.archive.database)
-    from aggregator import ingest
+    from aggregator import pipeline
 
-    ingest.sync_sources(archive, config)
+    pipeline.sync_sources(archive, config)
     yield config, archive
     archive.close()
 
@@ -136,7 +136,7 @@ def test_any_exception_in_a_poll_is_that_sources_failure_with_back_off(two_sourc
 
     monkeypatch.setattr(Fetcher, "get", faulty_get)
     before = datetime.now(UTC)
-    reports = {r.source_id: r for r in poll.poll_all(config, archive)}
+    reports = {r.source_id: r for r in pipeline.poll_all(config, archive)}
     assert reports["nato-news"].error is None and reports["nato-news"].new == 10
     failed = reports["other"]
     assert (
@@ -151,22 +151,22 @@ def test_any_exception_in_a_poll_is_that_sources_failure_with_back_off(two_sourc
     (logged,) = archive.fetch_log("other")
     assert logged.error == failed.error
     # Skipped while backing off, like any other failure.
-    assert poll.poll_all(config, archive, "other")[0].skipped
+    assert pipeline.poll_all(config, archive, "other")[0].skipped
 
 
 def test_a_parser_that_raises_anything_is_a_failed_poll_keeping_what_was_fetched(
     two_sources, monkeypatch
 ):
     config, archive = two_sources
-    real_parse = poll.parse_feed
+    real_parse = pipeline.parse_feed
 
     def faulty_parse(body, url, *args, **kwargs):
         if url.endswith("/other.rss"):
             raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
         return real_parse(body, url, *args, **kwargs)
 
-    monkeypatch.setattr(poll, "parse_feed", faulty_parse)
-    reports = {r.source_id: r for r in poll.poll_all(config, archive)}
+    monkeypatch.setattr(pipeline, "parse_feed", faulty_parse)
+    reports = {r.source_id: r for r in pipeline.poll_all(config, archive)}
     assert reports["nato-news"].new == 10
     failed = reports["other"]
     assert failed.error.startswith("cannot parse: UnicodeEncodeError: ")
@@ -205,11 +205,11 @@ def test_polls_items_and_bytes_are_counted_by_source(two_sources, feed_server):
     config, archive = two_sources
     nato_bytes = len(feed_server.routes["/nato.rss"][0].body)
     counted = Counted()
-    poll.poll_all(config, archive)  # both store their items
-    poll.poll_all(config, archive, force=True)  # the same bytes again: unchanged
-    poll.poll_all(config, archive)  # not due: skipped
+    pipeline.poll_all(config, archive)  # both store their items
+    pipeline.poll_all(config, archive, force=True)  # the same bytes again: unchanged
+    pipeline.poll_all(config, archive)  # not due: skipped
     feed_server.route("/other.rss", status=500)
-    poll.poll_all(config, archive, "other", force=True)
+    pipeline.poll_all(config, archive, "other", force=True)
     assert counted("polls", source="nato-news", outcome="ok") == 1
     assert counted("polls", source="nato-news", outcome="unchanged") == 1
     assert counted("polls", source="nato-news", outcome="skipped") == 1
@@ -228,7 +228,7 @@ def test_a_full_disk_is_recorded_as_disk_full_and_the_archive_is_unharmed(two_so
     tables = archive.table_counts()
     pages = archive.conn.execute("PRAGMA page_count").fetchone()[0]
     archive.conn.execute(f"PRAGMA max_page_count = {pages + 1}")  # room for a log row only
-    (report,) = poll.poll_all(config, archive, "nato-news")
+    (report,) = pipeline.poll_all(config, archive, "nato-news")
     assert report.error.startswith("ingest failed, nothing stored: disk full"), report.error
     assert "rollback" not in report.error
     source = archive.get_source("nato-news")
@@ -238,7 +238,7 @@ def test_a_full_disk_is_recorded_as_disk_full_and_the_archive_is_unharmed(two_so
         k: v for k, v in tables.items() if k != "fetch_log"
     }
     archive.conn.execute("PRAGMA max_page_count = 1073741823")  # space again
-    (again,) = poll.poll_all(config, archive, "nato-news", force=True)
+    (again,) = pipeline.poll_all(config, archive, "nato-news", force=True)
     assert (again.error, again.new) == (None, 10)
 
 
@@ -351,11 +351,11 @@ def test_entries_beyond_max_entries_are_dropped_noted_and_counted(project, feed_
     config = load(project.config)
     archive = Archive(config.archive.database)
     try:
-        from aggregator import ingest
+        from aggregator import pipeline
 
-        ingest.sync_sources(archive, config)
+        pipeline.sync_sources(archive, config)
         counted = Counted()
-        (report,) = poll.poll_all(config, archive)
+        (report,) = pipeline.poll_all(config, archive)
         assert (report.error, report.new) == (None, 20)
         assert "10 entries" in report.note and "fetch.max_entries" in report.note, report.note
         (logged,) = archive.fetch_log("many")

@@ -22,7 +22,7 @@ import feedparser
 import pytest
 from lxml import etree
 
-from aggregator import ingest, publish
+from aggregator import pipeline, publish
 from aggregator.config import ArchiveConfig, Config, FeedConfig, ServerConfig
 from aggregator.models import Entry, Item, Origin, TopicScore
 from aggregator.parse.sanitize import html_to_text, sanitize_html
@@ -151,8 +151,8 @@ def _score(archive: Archive, items: list[Item]) -> None:
 def archive(tmp_path):
     with Archive(tmp_path / "a.db") as opened:
         opened.sync_sources([SourceSpec("nato-news", "NATO News", NATO_FEED)])
-        ingest.import_seeds(opened, [SEEDS])
-        counts = ingest.store_entries(opened, FEED_ENTRIES, "nato-news", Origin.FEED)
+        pipeline.import_seeds(opened, [SEEDS])
+        counts = pipeline.store_entries(opened, FEED_ENTRIES, "nato-news", Origin.FEED)
         assert counts.new == len(FEED_ENTRIES)
         _score(opened, opened.list_items())
         yield opened
@@ -512,7 +512,7 @@ def test_one_new_item_rewrites_only_the_current_documents_and_its_month(publishe
     folder = config.server.feeds_dir
     past = _age_everything(folder)
     entry = _entry(300010, "Partners and Allies meet on resilience", "2024-04-25", "<p>New.</p>")
-    counts = ingest.store_entries(archive, [entry], "nato-news", Origin.FEED)
+    counts = pipeline.store_entries(archive, [entry], "nato-news", Origin.FEED)
     archive.save_scores([TopicScore(counts.item_ids[0], "partnerships", 3.0, matched=True)])
     touched = publish.feeds_touched(config, {"partnerships"})
     assert touched == {"partnerships", "all"}
@@ -534,7 +534,7 @@ def test_entry_ids_survive_republishing_a_revision_and_a_seed_merge(published, a
     seed_title = "NATO meets with partners to reaffirm commitment ahead of Vilnius Summit"
     live = _entry(208000, seed_title, "2023-05-24", "<p>The feed's version.</p>")
     seen = datetime(2024, 3, 5, tzinfo=UTC)  # a revision is dated when it is seen
-    counts = ingest.store_entries(archive, [revised, live], "nato-news", Origin.FEED, seen)
+    counts = pipeline.store_entries(archive, [revised, live], "nato-news", Origin.FEED, seen)
     assert (counts.new, counts.updated) == (0, 2)
     publish.publish_all(archive, config)
     after = _walk_archives(config, "all")
@@ -579,7 +579,7 @@ def test_months_limit_the_archive_documents_rendered_again(published, archive, c
     past = _age_everything(folder)
     japan = FEED_ENTRIES[0]  # March 2024, in every feed that carries partnerships
     revised = replace(japan, title=japan.title + " (updated)")
-    ingest.store_entries(archive, [revised], "nato-news", Origin.FEED, japan.published)
+    pipeline.store_entries(archive, [revised], "nato-news", Origin.FEED, japan.published)
     report = publish.publish_feeds(archive, config, ["all"], months=[])
     assert _changed_since(folder, past) == set()  # "all" shows its newest 4: not this one
     assert report.unchanged == len(_files(folder / "all")) + 3  # the current documents too
@@ -596,7 +596,7 @@ def test_a_month_that_appears_or_goes_relinks_its_neighbours(published, archive,
     """Given only the months of the changed items, publish still rewrites the months whose
     prev/next-archive links change: the result is what a full publish writes."""
     entry = _entry(300011, "Partners meet in June", "2024-06-20", "<p>New.</p>")
-    counts = ingest.store_entries(archive, [entry], "nato-news", Origin.FEED)
+    counts = pipeline.store_entries(archive, [entry], "nato-news", Origin.FEED)
     archive.save_scores([TopicScore(counts.item_ids[0], "partnerships", 3.0, matched=True)])
     publish.publish_feeds(archive, config, ["partnerships", "all"], months=["2024-06"])
     _same_as_a_full_publish(config, archive, tmp_path)

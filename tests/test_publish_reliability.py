@@ -25,7 +25,7 @@ from pathlib import Path
 import feedparser
 import pytest
 
-from aggregator import ingest, metrics, publish
+from aggregator import metrics, pipeline, publish
 from aggregator.config import Config, load
 from aggregator.models import Entry, Origin
 from aggregator.store import Archive
@@ -61,9 +61,9 @@ NONCHAR = _entry(400004, "Partners talk in Rome", summary=NONCHAR_SUMMARY)
 def _store(config: Config, entries: list[Entry], seen: datetime | None = None) -> list[int]:
     """Write entries as they are (no parser cleans them) and classify them; their ids."""
     with Archive(config.archive.database) as archive:
-        ingest.sync_sources(archive, config)
-        counts = ingest.store_entries(archive, entries, "nato-news", Origin.FEED, seen)
-        ingest.classify_items(archive, config, counts.item_ids)
+        pipeline.sync_sources(archive, config)
+        counts = pipeline.store_entries(archive, entries, "nato-news", Origin.FEED, seen)
+        pipeline.classify_items(archive, config, counts.item_ids)
     assert counts.new == len(entries)
     return list(counts.item_ids)
 
@@ -173,10 +173,10 @@ def test_an_item_no_known_rule_explains_is_found_by_rendering_each_alone(config)
     """A source whose stored title XML cannot hold (config now refuses one; an older archive
     may have it) breaks every item from it, though none of their own fields is at fault."""
     with Archive(config.archive.database) as archive:
-        ingest.sync_sources(archive, config)
+        pipeline.sync_sources(archive, config)
         archive.sync_sources([*_specs(config), SourceSpec("odd", "Odd \x1b source", ODD_URL)])
-        odd = ingest.store_entries(archive, [ODD], "odd", Origin.FEED).item_ids[0]
-        good = ingest.store_entries(archive, [GOOD], "nato-news", Origin.FEED).item_ids[0]
+        odd = pipeline.store_entries(archive, [ODD], "odd", Origin.FEED).item_ids[0]
+        good = pipeline.store_entries(archive, [GOOD], "nato-news", Origin.FEED).item_ids[0]
         before = _left_out("all", "render_error")
         report = publish.publish_all(archive, config)
 
@@ -248,33 +248,33 @@ def _state(config: Config):
 
 def test_a_store_that_changes_items_owes_a_publish_in_the_same_transaction(config):
     with Archive(config.archive.database) as archive:
-        ingest.sync_sources(archive, config)
+        pipeline.sync_sources(archive, config)
         archive.record_publish_success(SEEN - timedelta(days=1))
         with pytest.raises(RuntimeError), archive.transaction():
-            ingest.store_entries(archive, [GOOD], "nato-news", Origin.FEED, SEEN)
+            pipeline.store_entries(archive, [GOOD], "nato-news", Origin.FEED, SEEN)
             raise RuntimeError("the process dies before the commit")
         assert not archive.publish_state().owed  # rolled back with the items
         assert archive.count_items() == 10
 
-        ingest.store_entries(archive, [GOOD], "nato-news", Origin.FEED, SEEN)
+        pipeline.store_entries(archive, [GOOD], "nato-news", Origin.FEED, SEEN)
         owed = archive.publish_state()
         assert owed.owed and owed.owed_since == SEEN and not owed.failing
-        ingest.store_entries(archive, [GOOD], "nato-news", Origin.FEED, SEEN + timedelta(hours=1))
+        pipeline.store_entries(archive, [GOOD], "nato-news", Origin.FEED, SEEN + timedelta(hours=1))
         assert archive.publish_state() == owed  # nothing changed: nothing more owed
 
 
 def test_a_publish_the_process_never_ran_is_settled_by_the_next_run(project, config):
     script = (
         "import os, sys\n"
-        "from aggregator import ingest\n"
+        "from aggregator import pipeline\n"
         "from aggregator.config import load\n"
         "from aggregator.models import Origin\n"
         "from aggregator.store import Archive\n"
         "from tests.test_publish_reliability import GOOD\n"
         "config = load(sys.argv[1])\n"
         "archive = Archive(config.archive.database)\n"
-        "ingest.sync_sources(archive, config)\n"
-        "ingest.store_entries(archive, [GOOD], 'nato-news', Origin.FEED)\n"
+        "pipeline.sync_sources(archive, config)\n"
+        "pipeline.store_entries(archive, [GOOD], 'nato-news', Origin.FEED)\n"
         "os._exit(9)  # killed between the ingest commit and the publish\n"
     )
     died = subprocess.run(
@@ -284,11 +284,11 @@ def test_a_publish_the_process_never_ran_is_settled_by_the_next_run(project, con
     assert _state(config).owed
 
     with Archive(config.archive.database) as archive:
-        assert ingest.settle_publish(archive, config) is True
+        assert pipeline.settle_publish(archive, config) is True
         good = archive.list_items(limit=1)[0]
         assert not archive.publish_state().owed
         assert archive.publish_state().last_success is not None
-        assert ingest.settle_publish(archive, config) is None  # nothing owed any more
+        assert pipeline.settle_publish(archive, config) is None  # nothing owed any more
     assert good.atom_id in _ids_in(config.server.feeds_dir / "all.atom")
 
 
@@ -296,20 +296,20 @@ def test_a_failed_publish_is_recorded_owed_and_settled_once_the_folder_is_fixed(
     broken = _unwritable(config)
     failed_before, seconds_before = _publishes("failed"), _publish_runs()
     with Archive(config.archive.database) as archive:
-        ingest.sync_sources(archive, config)
-        counts = ingest.store_entries(archive, [PLAIN], "nato-news", Origin.FEED, SEEN)
+        pipeline.sync_sources(archive, config)
+        counts = pipeline.store_entries(archive, [PLAIN], "nato-news", Origin.FEED, SEEN)
 
-        assert ingest.after_ingest(archive, broken, counts) is False  # and raises nothing
+        assert pipeline.classify_and_publish(archive, broken, counts) is False  # and raises nothing
         state = archive.publish_state()
         assert state.owed and state.failing and state.owed_since == SEEN
         assert "not-a-folder" in state.last_error and "\n" not in state.last_error
         assert _publishes("failed") == failed_before + 1
         assert _publish_runs() == seconds_before + 1
-        assert ingest.settle_publish(archive, broken) is False  # still failing, still owed
+        assert pipeline.settle_publish(archive, broken) is False  # still failing, still owed
         assert archive.publish_state().owed
 
         ok_before = _publishes("ok")
-        assert ingest.settle_publish(archive, config) is True
+        assert pipeline.settle_publish(archive, config) is True
         state = archive.publish_state()
         assert not state.owed and not state.failing and state.last_error is None
         assert _publishes("ok") == ok_before + 1
@@ -322,7 +322,7 @@ def test_publish_records_a_failure_then_raises_one_line(config):
     broken = _unwritable(config)
     with Archive(config.archive.database) as archive:
         with pytest.raises(publish.PublishError) as raised:
-            ingest.publish(archive, broken)
+            pipeline.publish(archive, broken)
         message = str(raised.value)
         assert message.startswith("publish failed: feed partnerships: ")
         assert "\n" not in message and "not-a-folder" in message
@@ -335,15 +335,15 @@ def test_after_a_failed_publish_the_next_store_republishes_every_feed(config):
     obstacle = config.server.feeds_dir / "partnerships.atom"
     obstacle.mkdir(parents=True)  # a folder where a feed file must go: that feed fails
     with Archive(config.archive.database) as archive:
-        ingest.sync_sources(archive, config)
-        japan = ingest.store_entries(archive, [JAPAN_LATER], "nato-news", Origin.FEED, SEEN)
-        assert ingest.after_ingest(archive, config, japan) is False
+        pipeline.sync_sources(archive, config)
+        japan = pipeline.store_entries(archive, [JAPAN_LATER], "nato-news", Origin.FEED, SEEN)
+        assert pipeline.classify_and_publish(archive, config, japan) is False
         japan_id = archive.get_item(japan.item_ids[0]).atom_id
         obstacle.rmdir()
 
         # this item touches only the feed of every item, but the debt is every feed's
-        plain = ingest.store_entries(archive, [PLAIN], "nato-news", Origin.FEED, SEEN)
-        assert ingest.after_ingest(archive, config, plain) is True
+        plain = pipeline.store_entries(archive, [PLAIN], "nato-news", Origin.FEED, SEEN)
+        assert pipeline.classify_and_publish(archive, config, plain) is True
         assert not archive.publish_state().owed
     assert japan_id in _ids_in(config.server.feeds_dir / "partnerships.atom")
 

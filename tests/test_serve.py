@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from aggregator import config as config_module
-from aggregator import ingest
+from aggregator import pipeline
 from aggregator.models import Entry, FetchLogEntry, TopicScore
 from aggregator.serve import make_server
 from aggregator.serve.files import accepts_gzip, etag_matches
@@ -188,10 +188,10 @@ def fill_archive(config: config_module.Config) -> None:
                 published=seen - timedelta(days=1),
             ),
         ]
-        counts = ingest.store_entries(archive, entries, source.id, seen=seen)
+        counts = pipeline.store_entries(archive, entries, source.id, seen=seen)
         topic = partnership_feed(config).topics[0]
         archive.save_scores(TopicScore(i, topic, 9.0, True) for i in counts.item_ids)
-        ingest.import_seeds(archive, [config.archive.seeds])
+        pipeline.import_seeds(archive, [config.archive.seeds])
         archive.record_poll(
             source.id,
             PollOutcome(200, None, 0, seen + timedelta(minutes=30)),

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from aggregator import ingest
+from aggregator import pipeline
 from aggregator.models import Entry, Origin
 from aggregator.parse.seed import read_seed_file, seed_files
 from aggregator.store import SCHEMA_VERSION, Archive, ArchiveError
@@ -54,24 +54,24 @@ def test_a_file_that_is_not_sqlite_is_refused(tmp_path):
 
 
 def test_seed_import_is_idempotent(archive):
-    first = ingest.import_seeds(archive, [SEEDS])
-    second = ingest.import_seeds(archive, [SEEDS])
+    first = pipeline.import_seeds(archive, [SEEDS])
+    second = pipeline.import_seeds(archive, [SEEDS])
     assert (first.new, second.new, second.updated) == (10, 0, 0)
     assert archive.count_items(Origin.SEED) == 10
     assert archive.db["item_revisions"].count == 10
 
 
 def test_ensure_seeds_only_imports_into_an_archive_without_them(archive):
-    assert ingest.ensure_seeds(archive, SEEDS).new == 10
-    assert ingest.ensure_seeds(archive, SEEDS) is None
+    assert pipeline.ensure_seeds(archive, SEEDS).new == 10
+    assert pipeline.ensure_seeds(archive, SEEDS) is None
 
 
 def test_full_text_index_follows_the_items(archive):
-    ingest.import_seeds(archive, [SEEDS])
+    pipeline.import_seeds(archive, [SEEDS])
     assert ["Serbia" in item.title for item in archive.search("Serbia")] == [True]
     link = "https://www.nato.int/cps/en/natohq/news_1.htm"
-    ingest.store_entries(archive, [Entry(title="Alpha meeting", link=link)], "seed")
-    ingest.store_entries(archive, [Entry(title="Gamma meeting", link=link)], "seed")
+    pipeline.store_entries(archive, [Entry(title="Alpha meeting", link=link)], "seed")
+    pipeline.store_entries(archive, [Entry(title="Gamma meeting", link=link)], "seed")
     assert archive.search("alpha") == []
     [revised] = archive.search("gamma")
     assert revised.revision == 2
@@ -79,7 +79,7 @@ def test_full_text_index_follows_the_items(archive):
 
 
 def test_a_transaction_that_fails_half_way_changes_nothing(archive):
-    ingest.import_seeds(archive, [SEEDS])
+    pipeline.import_seeds(archive, [SEEDS])
     before = archive.table_counts()
     entries = [Entry(title=f"Story {n}", link=f"https://example.org/{n}") for n in range(5)]
     archive.ensure_seed_source()
@@ -88,7 +88,7 @@ def test_a_transaction_that_fails_half_way_changes_nothing(archive):
         pass
 
     with pytest.raises(Boom), archive.transaction():
-        ingest.store_entries(archive, entries, "seed", Origin.FEED, now())
+        pipeline.store_entries(archive, entries, "seed", Origin.FEED, now())
         assert archive.count_items() == 15  # written inside the transaction...
         raise Boom
     assert archive.table_counts() == before  # ...and rolled back, index included
@@ -101,7 +101,7 @@ def test_a_bad_seed_file_imports_nothing(archive, tmp_path):
     (folder / "a.txt").write_text("Good story\n  • 01 Jan. 2024 -\n\nBody.\n", encoding="utf-8")
     (folder / "b.txt").write_text("Only ages\n\n2 days ago\nNo dates.\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"b\.txt: .*--reference-date"):
-        ingest.import_seeds(archive, [folder])
+        pipeline.import_seeds(archive, [folder])
     assert archive.count_items() == 0
 
 
@@ -113,7 +113,7 @@ def store_cut_seeds(project) -> list[Entry]:
     cut = [replace(e, summary_text=e.summary_text[:200], **gone) for e in entries]
     with Archive(project.database) as archive:
         archive.ensure_seed_source()
-        ingest.store_entries(archive, cut, SEED_SOURCE_ID, Origin.SEED)
+        pipeline.store_entries(archive, cut, SEED_SOURCE_ID, Origin.SEED)
     return entries
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from aggregator.clock import from_stamp, stamp
+
 
 def now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
@@ -11,12 +13,8 @@ def now() -> datetime:
 
 def to_text(value: datetime | None) -> str | None:
     """Dates are stored as sortable ISO 8601 text in UTC, to the second."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return stamp(value, None)
 
 
 def from_text(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    return datetime.fromisoformat(value)  # 3.11+ reads the trailing Z as UTC
+    return from_stamp(value)

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from aggregator.clock import now
 from aggregator.models import FetchLogEntry, PollOutcome, SourceSpec, SourceState
-from aggregator.store.codec import from_text, now, to_text
+from aggregator.store.codec import from_text, to_text
 
 if TYPE_CHECKING:
     from aggregator.store import Archive

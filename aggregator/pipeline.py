@@ -1,0 +1,714 @@
+"""The pipeline: the one module that runs the stages in order, and the archive's writer.
+
+    poll:    fetch -> parse -> decide -> store.apply -> classify -> publish
+    import:  read seed files -^
+    restore, reload, start-up:            classify (all) -> publish (every feed)
+
+`decide` is dedupe's pure decision (complete intents, published ids included) made from
+the candidates the store looks up; `store.apply` writes the intents and the poll's
+outcome in one transaction, which also marks a publish owed; then only the changed items
+are classified and only the feeds (and months) they touch republished. A publish owed
+from before (one failed, or a process died after its store) republishes every feed.
+
+The CLI, the daemon and snapshot restore call these functions; no stage calls another.
+
+A `Pipeline` owns the archive's write lock in a process: a poll's network part runs on
+the event loop, its parse in a thread of its own that a stopping daemon leaves behind,
+and every archive call in a worker thread under the lock (one SQLite connection, one
+writer), so a big feed never blocks the loop. Every poll ends as an outcome recorded on
+its source: whatever a source sends, or a fault no stage foresaw, is that poll's failure,
+with back-off; nothing of it stops another source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from aggregator import classify, dedupe, metrics
+from aggregator.clock import now as utc_now
+from aggregator.config import Config, FeedConfig
+from aggregator.fetch import Fetcher, FetchResult
+from aggregator.logs import event
+from aggregator.models import (
+    Candidate,
+    Entry,
+    FetchLogEntry,
+    Identity,
+    IngestCounts,
+    Intent,
+    Origin,
+    PollOutcome,
+    SourceSpec,
+    SourceState,
+)
+from aggregator.parse.feed import FeedError, ParsedFeed, parse_feed
+from aggregator.parse.seed import read_seed_file, seed_files
+from aggregator.poll import PollReport, body_hash, outcome_label, skip_reason, source_outcome
+from aggregator.store import Archive, ArchiveError
+from aggregator.store.sources import SEED_SOURCE_ID
+
+if TYPE_CHECKING:
+    from aggregator.publish import PublishReport
+
+DEFAULT_INTERVAL = 1800.0  # for a source the archive knows but config no longer lists
+RULES_HASH_KEY = "classify.rules_hash"  # meta key: the rules the stored scores came from
+CLASSIFY_CHUNK = 500
+MAX_ERROR = 500  # characters of an error kept in a report, the fetch log and last_error
+log = logging.getLogger("aggregator.pipeline")
+T = TypeVar("T")
+
+
+# --- decide and store ----------------------------------------------------------------------
+
+
+def store_entries(
+    archive: Archive,
+    entries: Sequence[Entry],
+    source_id: str,
+    origin: Origin = Origin.FEED,
+    seen: datetime | None = None,
+) -> IngestCounts:
+    """Decide what each entry is and apply it in one transaction, which also records
+    that a publish is owed when any item changed (so a crash before the publish leaves
+    the debt for the next run to settle)."""
+    seen = seen or utc_now()
+    identified = dedupe.unique_identified(entries, source_id)
+    with archive.transaction():
+        intents = decide(archive, identified, origin)
+        counts = archive.apply(intents, source_id, origin, seen)
+        if counts.item_ids:
+            archive.mark_publish_owed(seen)
+        return counts
+
+
+def decide(
+    archive: Archive, identified: Sequence[tuple[Entry, Identity]], origin: Origin
+) -> list[Intent]:
+    """Dedupe's complete intents for these entries, from what the archive holds; call it in
+    the transaction that applies them (new items get the next free ids).
+
+    A published id another item already has is rare (a feed whose guid is another item's
+    link): the store says which of the new ids it holds and dedupe decides again."""
+    candidates = find_candidates(archive, identified)
+    first_id = archive.next_item_id()
+    intents = dedupe.decide(identified, candidates, origin, first_id)
+    held = archive.held_atom_ids(dedupe.new_atom_ids(intents))
+    if held:
+        intents = dedupe.decide(identified, candidates, origin, first_id, held)
+    return intents
+
+
+def find_candidates(
+    archive: Archive, identified: Sequence[tuple[Entry, Identity]]
+) -> list[Candidate]:
+    """The stored items that may be these stories: by guid and link, then by title and
+    day for the identities those leave open, then unmerged seeds of nearby days. Each
+    item once, in the order found."""
+    identities = [ident for _, ident in identified]
+    found: dict[int, Candidate] = {}
+
+    def add(candidates: list[Candidate]) -> None:
+        for candidate in candidates:
+            found.setdefault(candidate.id, candidate)
+
+    add(archive.candidates_where("guid_key", [i.guid_key for i in identities if i.guid_key]))
+    urls = [i.canonical_url for i in identities if i.canonical_url]
+    add(archive.candidates_where("canonical_url", urls))
+    rest = dedupe.needs_title_lookup(identities, found.values())
+    add(archive.candidates_where("fingerprint", [i.fingerprint for i in rest]))
+    add(archive.candidates_where("title_key", [i.title_key for i in rest]))
+    window = dedupe.seed_window(entry for entry, _ in identified)
+    if window:
+        add(archive.unmerged_seeds_between(*window))
+    return list(found.values())
+
+
+# --- seeds ----------------------------------------------------------------------------------
+
+
+def import_seeds(
+    archive: Archive, paths: Sequence[Path], reference: str | None = None
+) -> IngestCounts:
+    """Import seed files (or folders of them); all of them land, or none does.
+
+    Parsing every file before storing any means a bad file changes nothing.
+    """
+    files = [f for p in paths for f in (seed_files(p) if p.is_dir() else [p])]
+    entries = [entry for f in files for entry in read_seed_file(f, reference)]
+    archive.ensure_seed_source()
+    return store_entries(archive, entries, SEED_SOURCE_ID, Origin.SEED)
+
+
+def ensure_seeds(archive: Archive, folder: Path) -> IngestCounts | None:
+    """Import the seeds when the archive has none yet (a fresh archive)."""
+    if archive.count_items(Origin.SEED) or not folder.is_dir():
+        return None
+    return import_seeds(archive, [folder])
+
+
+def import_seeds_and_publish(
+    archive: Archive, config: Config, paths: Sequence[Path], reference: str | None = None
+) -> tuple[IngestCounts, bool]:
+    """`import-seeds`: import, classify what changed, publish what it touched. False when
+    the publish failed (recorded and owed)."""
+    counts = import_seeds(archive, paths, reference)
+    return counts, classify_and_publish(archive, config, counts)
+
+
+# --- classify and publish what changed ----------------------------------------------------
+
+
+def classify_and_publish(archive: Archive, config: Config, counts: IngestCounts) -> bool:
+    """What follows every store that changed items: classify them, then republish the
+    feeds they touch, or every feed when the archive owed a publish from before. False
+    when the publish failed (recorded and owed, never raised); True otherwise."""
+    if not counts.item_ids:
+        return True
+    debt = archive.publish_debt()  # read first: a change stored meanwhile stays owed
+    topics = classify_items(archive, config, counts.item_ids)
+    from aggregator.publish import PublishError, feeds_touched
+
+    touched = feeds_touched(config, topics)
+    owed_before = debt.unsettled > 1  # more than this store's own mark
+    feeds = [feed for feed in config.feeds if owed_before or feed.slug in touched]
+    try:
+        _publish_recorded(archive, config, feeds, settles=True, covers=debt.marks)
+    except PublishError:
+        return False
+    return True
+
+
+def classify_items(archive: Archive, config: Config, item_ids: Sequence[int]) -> set[str]:
+    """Score items against every topic; returns the topics they match or matched."""
+    topics = classify.load_topics(config)
+    scores = []
+    matched: set[str] = set()  # before and after: an item leaving a feed changes it too
+    for start in range(0, len(item_ids), CLASSIFY_CHUNK):
+        chunk = item_ids[start : start + CLASSIFY_CHUNK]
+        for item in archive.get_items(chunk):
+            matched.update(item.topics)
+            for score in classify.score_item(topics, item):
+                scores.append(score)
+                if score.matched:
+                    matched.add(score.topic)
+    archive.save_scores(scores, replace_items=item_ids)
+    return matched
+
+
+def reclassify(archive: Archive, config: Config) -> int:
+    """Score every item again (the rules changed); one transaction."""
+    topics = classify.load_topics(config)
+    with archive.transaction():
+        archive.clear_scores()
+        batch, count = [], 0
+        for item in archive.iter_items():
+            batch.extend(classify.score_item(topics, item))
+            count += 1
+            if len(batch) >= 5000:
+                archive.save_scores(batch)
+                batch = []
+        archive.save_scores(batch)
+        archive.set_meta(RULES_HASH_KEY, classify.rules_hash(config))
+    log.info("reclassified %d items", count, extra={"fields": {"items": count}})
+    return count
+
+
+def reclassify_and_publish(archive: Archive, config: Config) -> int:
+    """`reclassify`: score every item again, then publish every feed."""
+    count = reclassify(archive, config)
+    publish(archive, config)
+    return count
+
+
+def reclassify_if_rules_changed(archive: Archive, config: Config) -> bool:
+    if archive.get_meta(RULES_HASH_KEY) == classify.rules_hash(config):
+        return False
+    reclassify(archive, config)
+    return True
+
+
+def publish(archive: Archive, config: Config, slugs: Iterable[str] | None = None) -> PublishReport:
+    """Render the named feeds (default: every feed) and record the outcome in the archive;
+    a run that renders every feed settles what was owed. ValueError for an unknown slug,
+    before anything is written; PublishError, once recorded, when a feed did not publish."""
+    from aggregator.publish import chosen_feeds
+
+    feeds = config.feeds if slugs is None else chosen_feeds(config, slugs)
+    everything = {feed.slug for feed in feeds} >= {feed.slug for feed in config.feeds}
+    return _publish_recorded(archive, config, feeds, settles=everything)
+
+
+def publish_or_say_why(archive: Archive, config: Config) -> str | None:
+    """Publish every feed; None, or why it failed (recorded and owed, settled later)."""
+    from aggregator.publish import PublishError
+
+    try:
+        publish(archive, config)
+    except PublishError as exc:
+        return str(exc)
+    return None
+
+
+def settle_publish(archive: Archive, config: Config) -> bool | None:
+    """Publish every feed if the archive owes a publish (one failed, or the process died
+    before it ran). None: nothing was owed; True: settled; False: it failed again, which
+    is recorded and stays owed (never raised)."""
+    if not archive.publish_state().owed:
+        return None
+    return publish_or_say_why(archive, config) is None
+
+
+def settle_owed_publish(archive: Archive, config: Config, began: datetime) -> bool | None:
+    """At the end of a run (a `fetch`, a daemon tick): publish what the archive owes from
+    before, as `settle_publish` does, unless a publish already failed since `began`
+    (trying again at once would fail the same way). None: nothing owed or not tried now."""
+    failure = archive.publish_state().last_failure
+    if failure is not None and failure >= began:
+        return None
+    return settle_publish(archive, config)
+
+
+def _publish_recorded(
+    archive: Archive,
+    config: Config,
+    feeds: Sequence[FeedConfig],
+    *,
+    settles: bool,
+    covers: int | None = None,
+) -> PublishReport:
+    """Publish `feeds`; record a failure (owed) or, when the run `settles` the debt, a
+    success covering the marks made before it began (`covers`, default: now)."""
+    from aggregator import publish as publisher
+    from aggregator.publish.isolate import one_line
+
+    covers = archive.publish_debt().marks if covers is None else covers
+    began = time.monotonic()
+    report, error = None, None
+    try:
+        report = publisher.publish_feeds(archive, config, [feed.slug for feed in feeds])
+        error = report.failure() or None
+    except Exception as exc:  # the archive could not be read: a failed publish all the same
+        error = one_line(exc)
+        log.error("publish failed: %s", error)  # a feed's failure the publisher logged itself
+    metrics.PUBLISH_SECONDS.observe(time.monotonic() - began)
+    finished = utc_now()  # not to the second: see store.publishing
+    if error:
+        archive.record_publish_failure(finished, error)
+        metrics.PUBLISHES.labels(outcome="failed").inc()
+        raise publisher.PublishError(f"publish failed: {error}", report)
+    if settles:
+        archive.record_publish_success(finished, covers)
+    metrics.PUBLISHES.labels(outcome="ok").inc()
+    log.info(
+        "publish",
+        extra={
+            "fields": {
+                "feeds": ",".join(feed.slug for feed in feeds) or "none",
+                "written": len(report.written),
+                "unchanged": report.unchanged,
+                "left_out": len(report.left_out),
+            }
+        },
+    )
+    return report
+
+
+# --- the archive's housekeeping ------------------------------------------------------------
+
+
+def sync_sources(archive: Archive, config: Config) -> None:
+    archive.sync_sources([SourceSpec(s.id, s.title, s.url, s.enabled) for s in config.sources])
+
+
+def start_up(archive: Archive, config: Config) -> tuple[IngestCounts | None, str | None]:
+    """A daemon's start: config's sources, the seeds of a fresh archive, scores for the
+    current rules, every feed published. Returns the seeds imported, if any, and why the
+    publish failed, if it did (owed and settled by a later tick)."""
+    sync_sources(archive, config)
+    counts = ensure_seeds(archive, config.archive.seeds)
+    if not reclassify_if_rules_changed(archive, config):
+        # Items stored just before a crash may have missed classification.
+        classify_items(archive, config, archive.unscored_item_ids())
+    return counts, publish_or_say_why(archive, config)
+
+
+def apply_config(archive: Archive, config: Config, *, rescore: bool, republish: bool) -> str | None:
+    """A reloaded config: its sources, scores when its rules changed, every feed published
+    when its feeds did. Returns why the publish failed, if it did."""
+    sync_sources(archive, config)
+    if rescore:
+        reclassify(archive, config)
+    return publish_or_say_why(archive, config) if republish else None
+
+
+def maintain(archive: Archive, config: Config) -> int:
+    """The daily chores: trim the fetch log, let SQLite optimize, checkpoint the WAL."""
+    cutoff = utc_now() - timedelta(seconds=config.daemon.fetch_log_max_age)
+    trimmed = archive.trim_fetch_log(cutoff)
+    archive.optimize()
+    return trimmed
+
+
+# --- a poll ----------------------------------------------------------------------------------
+
+
+class PollAbandoned(Exception):
+    """The daemon is stopping: the poll gave up before storing anything."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Ingested:
+    """What the parse and store steps of a poll came to."""
+
+    counts: IngestCounts = field(default_factory=IngestCounts)
+    failure: str | None = None
+    warning: str | None = None
+    unchanged: bool = False
+
+
+class Pipeline:
+    """The archive's one writer in a process: its polls, and any other archive work run
+    with `run_locked`, write one at a time (one SQLite connection) in worker threads."""
+
+    def __init__(self, archive: Archive):
+        self.archive = archive
+        self.lock = asyncio.Lock()
+
+    async def run_locked(self, work: Callable[..., T], *args: Any) -> T:
+        """`work(archive, *args)` in a worker thread, holding the write lock."""
+        async with self.lock:
+            return await asyncio.to_thread(work, self.archive, *args)
+
+    async def poll(
+        self,
+        config: Config,
+        source_id: str,
+        fetcher: Fetcher,
+        *,
+        force: bool = False,
+        now: datetime | None = None,
+        stopping: asyncio.Event | None = None,
+    ) -> PollReport:
+        """Poll one source once, unless it is backing off (force polls anyway).
+
+        Whatever goes wrong becomes this source's recorded failure, with back-off: nothing a
+        source sends makes this raise. When `stopping` is set before the poll reaches its
+        store step, the fetch or parse in flight is abandoned and nothing is recorded.
+        """
+        started = time.monotonic()
+        now = now or utc_now().replace(microsecond=0)  # the archive's resolution
+        source = await self.run_locked(Archive.get_source, source_id)
+        if source is None:
+            raise ValueError(f'no source "{source_id}" in the archive')
+        reason = skip_reason(source, now, force)
+        if reason:
+            report = PollReport(
+                source_id,
+                source.url,
+                next_poll=source.next_poll_not_before,
+                skipped=True,
+                note=reason,
+            )
+        else:
+            try:
+                report = await self._poll(config, source, fetcher, now, stopping)
+            except PollAbandoned:
+                report = PollReport(source_id, source.url, skipped=True, note="abandoned: stopping")
+            except Exception as exc:  # a fault no stage foresaw is still only this source's
+                _log_fault("poll of %s failed", source_id, exc)
+                report = await self._record_fault(config, source, now, exc)
+        report = replace(report, duration=time.monotonic() - started)
+        metrics.POLLS.labels(source=source_id, outcome=outcome_label(report)).inc()
+        return report
+
+    async def _poll(
+        self,
+        config: Config,
+        source: SourceState,
+        fetcher: Fetcher,
+        now: datetime,
+        stopping: asyncio.Event | None,
+    ) -> PollReport:
+        work = _fetch_and_parse(fetcher, source, config.fetch.max_entries)
+        result, parsed, ingested = await _unless(stopping, work)
+        async with self.lock:
+            ingested, outcome = await asyncio.to_thread(
+                _store, self.archive, config, source, result, parsed, ingested, now, random.random()
+            )
+            if ingested.counts.changed:
+                await asyncio.to_thread(
+                    _classify_and_publish, self.archive, config, ingested.counts, source.id
+                )
+        _count_stored(source.id, ingested.counts)
+        return PollReport(
+            source_id=source.id,
+            url=source.url,
+            status=result.status,
+            bytes=len(result.body),
+            new=ingested.counts.new,
+            updated=ingested.counts.updated,
+            next_poll=outcome.next_poll_not_before,
+            error=outcome.error,
+            item_ids=ingested.counts.item_ids,
+            note=ingested.warning
+            or (f"moved permanently to {outcome.new_url}" if outcome.new_url else None),
+            unchanged=ingested.unchanged or result.not_modified,
+        )
+
+    async def _record_fault(
+        self, config: Config, source: SourceState, now: datetime, exc: Exception
+    ) -> PollReport:
+        """Record an unforeseen fault as the poll's failure, with back-off like any other."""
+        error = (
+            describe(exc) if isinstance(exc, ArchiveError) else f"internal error: {describe(exc)}"
+        )
+        nothing = FetchResult(url=source.url, final_url=source.url)
+        try:
+            outcome = await self.run_locked(
+                _record, config, source, nothing, _Ingested(failure=error), now, random.random()
+            )
+        except Exception as again:
+            _log_fault("the failed poll of %s could not be recorded", source.id, again)
+            return PollReport(
+                source.id, source.url, error=f"{error}; not recorded: {describe(again)}"
+            )
+        return PollReport(
+            source.id, source.url, next_poll=outcome.next_poll_not_before, error=error
+        )
+
+
+async def _fetch_and_parse(
+    fetcher: Fetcher, source: SourceState, max_entries: int
+) -> tuple[FetchResult, ParsedFeed | None, _Ingested]:
+    """The part of a poll before any transaction: it may be abandoned at any point."""
+    result = await fetcher.get(source.url, source.etag, source.last_modified)
+    metrics.FETCH_BYTES.labels(source=source.id).inc(len(result.body))
+    if not result.ok:
+        return result, None, _Ingested()
+    if body_hash(result.body) == source.body_hash:
+        return result, None, _Ingested(unchanged=True)
+    parsed, ingested = await _parse(result, source.id, max_entries)
+    return result, parsed, ingested
+
+
+async def _parse(
+    result: FetchResult, source_id: str, max_entries: int
+) -> tuple[ParsedFeed | None, _Ingested]:
+    event(log, "parse started", logging.DEBUG, source=source_id, bytes=len(result.body))
+    try:
+        parsed = await in_own_thread(
+            parse_feed, result.body, result.final_url, result.headers, max_entries=max_entries
+        )
+    except FeedError as exc:
+        return None, _Ingested(failure=str(exc))
+    except Exception as exc:  # a parser library tripping over input it did not foresee
+        log.debug("parsing the answer for %s failed", source_id, exc_info=True)
+        return None, _Ingested(failure=f"cannot parse: {describe(exc)}")
+    _count_dropped(source_id, parsed)
+    warning = "; ".join(part for part in (parsed.bozo, parsed.note) if part) or None
+    return parsed, _Ingested(warning=warning)
+
+
+def _store(
+    archive: Archive,
+    config: Config,
+    source: SourceState,
+    result: FetchResult,
+    parsed: ParsedFeed | None,
+    ingested: _Ingested,
+    now: datetime,
+    rand: float,
+) -> tuple[_Ingested, PollOutcome]:
+    """Store the entries and the poll's outcome together: both land, or neither does."""
+    try:
+        with archive.transaction():
+            if parsed is not None:
+                counts = store_entries(archive, parsed.entries, source.id, Origin.FEED, now)
+                ingested = _Ingested(counts=counts, warning=ingested.warning)
+            outcome = _record(archive, config, source, result, ingested, now, rand)
+    except Exception as exc:  # the transaction rolled back: the archive is as it was
+        _log_fault("ingest of %s failed", source.id, exc)
+        ingested = _Ingested(failure=f"ingest failed, nothing stored: {describe(exc)}")
+        outcome = _record(archive, config, source, result, ingested, now, rand)
+    return ingested, outcome
+
+
+def _record(
+    archive: Archive,
+    config: Config,
+    source: SourceState,
+    result: FetchResult,
+    ingested: _Ingested,
+    now: datetime,
+    rand: float,
+) -> PollOutcome:
+    settings = config.source(source.id)
+    interval = settings.interval if settings else DEFAULT_INTERVAL
+    outcome = source_outcome(
+        source, result, ingested.failure, now, interval, config.fetch.backoff_max, rand
+    )
+    note = f"warning: {ingested.warning}" if ingested.warning and not outcome.error else None
+    archive.record_poll(
+        source.id,
+        outcome,
+        FetchLogEntry(
+            time=now,
+            source_id=source.id,
+            url=result.final_url or source.url,
+            status=result.status,
+            bytes=len(result.body),
+            duration_ms=round(result.elapsed * 1000, 1),
+            new_items=ingested.counts.new,
+            updated_items=ingested.counts.updated,
+            error=outcome.error or note,
+        ),
+    )
+    return outcome
+
+
+def _classify_and_publish(
+    archive: Archive, config: Config, counts: IngestCounts, source_id: str
+) -> None:
+    try:
+        classify_and_publish(archive, config, counts)
+    except Exception as exc:  # the items are stored and the publish owed: a later run settles
+        _log_fault("after-ingest work for %s failed", source_id, exc)
+
+
+def _log_fault(message: str, source_id: str, exc: Exception) -> None:
+    """One line; the traceback too when debugging (the CLI's errors are one line)."""
+    debugging = log.isEnabledFor(logging.DEBUG)
+    log.error(f"{message}: %s", source_id, describe(exc), exc_info=debugging)
+
+
+def _count_dropped(source_id: str, parsed: ParsedFeed) -> None:
+    """Entries a document had that the parse left out: over fetch.max_entries or the tag
+    budget (`over_limit`; the poll's note says which), or not convertible (`unreadable`)."""
+    for reason, number in (("over_limit", parsed.dropped), ("unreadable", parsed.unreadable)):
+        if number:
+            metrics.ENTRIES_DROPPED.labels(source=source_id, reason=reason).inc(number)
+
+
+def _count_stored(source_id: str, counts: IngestCounts) -> None:
+    for change, number in (("new", counts.new), ("updated", counts.updated)):
+        if number:
+            metrics.ITEMS_STORED.labels(source=source_id, change=change).inc(number)
+
+
+# --- every source, for the command line ----------------------------------------------------
+
+
+def fetch_all(
+    archive: Archive, config: Config, source_id: str | None = None, force: bool = False
+) -> list[PollReport]:
+    """`fetch`: the seeds of a fresh archive, one poll of every enabled source (or the one
+    named), then whatever publish the archive still owes from before this run."""
+    began = utc_now()
+    counts = ensure_seeds(archive, config.archive.seeds)
+    if counts:
+        classify_and_publish(archive, config, counts)
+    reports = poll_all(config, archive, source_id, force)
+    settle_owed_publish(archive, config, began)
+    return reports
+
+
+def poll_all(
+    config: Config, archive: Archive, source_id: str | None = None, force: bool = False
+) -> list[PollReport]:
+    """Poll every enabled source of config (or the one named) once, concurrently."""
+    if source_id is not None and config.source(source_id) is None:
+        known = ", ".join(s.id for s in config.sources) or "none"
+        raise ValueError(f'no source "{source_id}" in {config.path} (sources: {known})')
+    ids = [source_id] if source_id else [s.id for s in config.sources if s.enabled]
+    return asyncio.run(_poll_many(config, archive, ids, force))
+
+
+async def _poll_many(
+    config: Config, archive: Archive, ids: list[str], force: bool
+) -> list[PollReport]:
+    pipeline = Pipeline(archive)
+    async with Fetcher(config) as fetcher:
+        polls = [pipeline.poll(config, i, fetcher, force=force) for i in ids]
+        done = await asyncio.gather(*polls, return_exceptions=True)
+    return [
+        _unrecorded(i, r) if isinstance(r, BaseException) else r
+        for i, r in zip(ids, done, strict=True)
+    ]
+
+
+def _unrecorded(source_id: str, exc: BaseException) -> PollReport:
+    """A poll that failed before it knew its source (the archive could not be read)."""
+    if not isinstance(exc, Exception):
+        raise exc
+    return PollReport(source_id, "", error=f"poll failed, not recorded: {describe(exc)}")
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as one line for a log, a report or `last_error`."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, ArchiveError):  # its message is written for people: "disk full: ..."
+        line = text
+    else:
+        line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return line if len(line) <= MAX_ERROR else line[: MAX_ERROR - 1] + "…"
+
+
+# --- running a parse that may be abandoned ------------------------------------------------
+
+
+async def _unless(stopping: asyncio.Event | None, work: Coroutine[Any, Any, T]) -> T:
+    """Await `work`, unless `stopping` is set first: then cancel it, raise PollAbandoned."""
+    if stopping is None:
+        return await work
+    task = asyncio.ensure_future(work)
+    stop = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        if not task.done():
+            task.cancel()
+    if task.cancelled():
+        raise PollAbandoned
+    return task.result()
+
+
+async def in_own_thread(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run `func` in a daemon thread of its own and await its result.
+
+    Not `asyncio.to_thread`: the default executor's threads are joined when the event loop
+    and then the interpreter end, so a stopping daemon waited out a 40 s parse. Nobody
+    waits for this thread; what it computes touches nothing shared, so it can be left
+    behind when its caller is cancelled (the process then ends without it).
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if future.done():  # the caller was cancelled and no longer waits
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+    def run() -> None:
+        try:
+            value, error = func(*args, **kwargs), None
+        except BaseException as exc:
+            value, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the process is ending
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=run, name=getattr(func, "__name__", "work"), daemon=True).start()
+    return await future
