@@ -7,12 +7,12 @@ some with ?selectedLocale=en or http://, plain-text descriptions, NATO's non-RFC
 pubDate) is served from a loopback HTTP server. In one run, on the same bytes:
 
 - floor: `feedparser.parse` alone, with its defaults (what any feedparser-based ingest pays);
-- first: `poll_source` into a fresh SQLite archive: fetch, parse, sanitize, dedupe, store;
+- first: `Pipeline.poll` into a fresh SQLite archive: fetch, parse, sanitize, dedupe, store;
 - 304: a re-poll the server answers 304 Not Modified;
 - same bytes: a re-poll of a server that ignores validators and sends identical bytes;
 - 1% changed: a re-poll after 1% of the items changed their description.
 
-`after_ingest` (classify, publish) is switched off: those stages have their own benchmarks.
+`classify_and_publish` is switched off: those stages have their own benchmarks.
 Times are CPU seconds of the process (all its threads, the loopback server's included),
 the fastest of `--rounds`: on a shared machine they vary far less than wall time. Prints
 seconds, items/s and each ratio to the floor, then the peak memory (max RSS) of a fresh
@@ -108,27 +108,26 @@ class Harness:
     """A loopback server, a fresh archive and one Fetcher, as the daemon has them."""
 
     def __init__(self, folder: Path):
-        from aggregator import ingest
+        from aggregator import pipeline
         from tests.feedserver import FeedServer
 
-        ingest.after_ingest = lambda *args: None  # classify/publish: their own benchmarks
+        pipeline.classify_and_publish = lambda *args: True  # their own benchmarks
         self.server = FeedServer().start()
         self.folder = folder
 
     def open(self) -> None:
-        from aggregator import ingest
+        from aggregator import pipeline
         from aggregator.config import load
         from aggregator.store import Archive
 
         self.config = load(write_config(self.folder, self.server.url("/feed.rss")))
         self.archive = Archive(self.config.archive.database)
-        ingest.sync_sources(self.archive, self.config)
+        pipeline.sync_sources(self.archive, self.config)
+        self.pipeline = pipeline.Pipeline(self.archive)
 
     async def poll(self, fetcher) -> tuple[float, object]:
-        from aggregator.poll import poll_source
-
         started = time.process_time()
-        report = await poll_source(self.archive, self.config, "bench", fetcher, force=True)
+        report = await self.pipeline.poll(self.config, "bench", fetcher, force=True)
         elapsed = time.process_time() - started
         if report.error:
             raise SystemExit(f"poll failed: {report.error}")
