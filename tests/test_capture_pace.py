@@ -1,0 +1,139 @@
+"""The per-host pace (a fake clock, and the loopback server's own log) and the retry decision."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from aggregator.capture.pace import GiveUp, HostPace, Retry, RetryPolicy, after_failure
+
+
+class FakeTime:
+    """A monotonic clock that stands still; each task's sleeps are recorded, not slept."""
+
+    def __init__(self) -> None:
+        self.now = 500.0
+        self.slept: dict[asyncio.Task, float] = {}
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        task = asyncio.current_task()
+        self.slept[task] = self.slept.get(task, 0.0) + seconds
+
+
+def starts(pace: HostPace, fake: FakeTime, urls: list[str]) -> dict[str, float]:
+    """When each request may start, in seconds from now, all asked for at once."""
+
+    async def one(url: str) -> tuple[str, float]:
+        await pace.turn(url)
+        return url, fake.slept.get(asyncio.current_task(), 0.0)
+
+    async def run() -> list[tuple[str, float]]:
+        return await asyncio.gather(*(one(u) for u in urls))
+
+    return dict(asyncio.run(run()))
+
+
+def test_one_host_gets_one_turn_every_interval_and_other_hosts_do_not_wait():
+    fake = FakeTime()
+    pace = HostPace(clock=fake.clock, sleep=fake.sleep)  # the default, 2 s
+    urls = [
+        "https://www.nato.int/a",
+        "https://www.nato.int/b",
+        "https://act.nato.int/x",
+        "https://www.nato.int/c",
+    ]
+    assert starts(pace, fake, urls) == {
+        "https://www.nato.int/a": 0.0,
+        "https://www.nato.int/b": 2.0,
+        "https://act.nato.int/x": 0.0,
+        "https://www.nato.int/c": 4.0,
+    }
+
+
+def test_a_host_asked_again_after_a_quiet_spell_goes_at_once():
+    fake = FakeTime()
+    pace = HostPace(interval=2.0, clock=fake.clock, sleep=fake.sleep)
+    assert starts(pace, fake, ["https://www.nato.int/a"]) == {"https://www.nato.int/a": 0.0}
+    fake.now += 1.5
+    assert starts(pace, fake, ["https://WWW.NATO.INT/b"]) == {"https://WWW.NATO.INT/b": 0.5}
+    fake.now += 10
+    assert starts(pace, fake, ["https://www.nato.int/c"]) == {"https://www.nato.int/c": 0.0}
+
+
+def test_the_server_sees_requests_to_one_host_spaced_by_the_interval(feed_server):
+    feed_server.route("/page", body=b"<html></html>", content_type="text/html")
+    interval = 0.2
+    pace = HostPace(interval=interval)
+
+    async def fetch(client: httpx.AsyncClient) -> None:
+        await pace.turn(feed_server.url("/page"))
+        await client.get(feed_server.url("/page"))
+
+    async def run() -> None:
+        async with httpx.AsyncClient() as client:
+            await asyncio.gather(*(fetch(client) for _ in range(4)))
+
+    asyncio.run(run())
+    arrivals = [r.time for r in feed_server.requests("/page")]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+    assert len(arrivals) == 4
+    # Arrival times carry the network's jitter on top of the pace: allow a little of it.
+    assert all(gap > interval * 0.8 for gap in gaps), gaps
+
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def test_the_delay_doubles_with_each_failure_up_to_the_cap():
+    policy = RetryPolicy(max_attempts=10, first_delay=600, max_delay=3600)
+    delays = [
+        after_failure(n, "cannot connect", NOW, rand=1.0 - 1e-12, policy=policy).at - NOW
+        for n in (1, 2, 3, 4, 5)
+    ]
+    assert [round(d.total_seconds()) for d in delays] == [600, 1200, 2400, 3600, 3600]
+
+
+def test_jitter_spreads_between_half_and_all_of_the_delay():
+    policy = RetryPolicy(first_delay=600)
+    early = after_failure(1, "timed out", NOW, rand=0.0, policy=policy)
+    late = after_failure(1, "timed out", NOW, rand=0.999, policy=policy)
+    assert early == Retry(NOW + timedelta(seconds=300))
+    assert NOW + timedelta(seconds=599) < late.at < NOW + timedelta(seconds=600)
+
+
+def test_a_later_retry_after_is_honoured_up_to_the_cap():
+    policy = RetryPolicy(first_delay=60, max_delay=7200)
+    asked = NOW + timedelta(hours=1)
+    assert after_failure(1, "503", NOW, 0.5, status=503, retry_after=asked, policy=policy) == (
+        Retry(asked)
+    )
+    absurd = NOW + timedelta(days=365)
+    capped = after_failure(1, "503", NOW, 0.5, status=503, retry_after=absurd, policy=policy)
+    assert capped == Retry(NOW + timedelta(hours=2))
+
+
+def test_it_gives_up_after_the_last_attempt_with_the_reason():
+    policy = RetryPolicy(max_attempts=3)
+    assert isinstance(after_failure(2, "read timed out", NOW, 0.5, policy=policy), Retry)
+    assert after_failure(3, "read timed out", NOW, 0.5, policy=policy) == GiveUp(
+        "gave up after 3 attempts: read timed out"
+    )
+
+
+@pytest.mark.parametrize("status", [404, 410, 451])
+def test_a_page_that_is_not_there_is_given_up_at_once(status):
+    assert after_failure(1, f"HTTP {status}", NOW, 0.5, status=status) == GiveUp(
+        f"gave up: HTTP {status} (retrying will not change a {status})"
+    )
+
+
+@pytest.mark.parametrize("status", [429, 500, 503, None])
+def test_transient_failures_are_retried(status):
+    assert isinstance(after_failure(1, "failed", NOW, 0.5, status=status), Retry)
