@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from aggregator.clock import now, stamp
 from aggregator.config import Config, ConfigError, SourceConfig, load
 from aggregator.logs import event
 from aggregator.models import Item, SourceState
@@ -160,27 +161,13 @@ class Daemon:
 
     async def _start_server(self) -> asyncio.Task:
         from aggregator.serve import make_server
+        from aggregator.serve.embedded import EmbeddedServer
 
-        self.server = make_server(self.config)
-        task = asyncio.create_task(self._serve(self.server))
+        self.server = EmbeddedServer(make_server(self.config))
+        task = asyncio.create_task(self.server.serve(self._stopping))
         while not self.server.started and not task.done():
             await asyncio.sleep(0.02)
         return task
-
-    async def _serve(self, server) -> None:
-        """uvicorn's own loop (`Server.serve`) wakes ten times a second to refresh the Date
-        header and installs its own signal handlers. The daemon owns the signals and should
-        sleep while idle, so it runs the server's start-up and shutdown itself, with a Date
-        header computed per response instead of per tick."""
-        config = server.config
-        if not config.loaded:
-            config.load()
-        server.server_state = _date_on_demand_state(config.encoded_headers)
-        server.lifespan = config.lifespan_class(config)
-        await server.startup()
-        if not server.should_exit:  # it could bind
-            await self._stopping.wait()
-        await server.shutdown()
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -202,7 +189,7 @@ class Daemon:
         from apscheduler.triggers.interval import IntervalTrigger
 
         jitter = jitter_for(source.interval, self.config.daemon.jitter)
-        start = first_run(state, source.interval, _now(), jitter, random.random())
+        start = first_run(state, source.interval, now(), jitter, random.random())
         self.scheduler.add_job(
             self._poll,
             IntervalTrigger(seconds=source.interval, jitter=jitter or None, timezone=UTC),
@@ -232,7 +219,7 @@ class Daemon:
             return
         task = asyncio.current_task()
         self._inflight.add(task)
-        began = _now()
+        began = now()
         try:
             report = await self.pipeline.poll(
                 self.config, source_id, self.fetcher, stopping=self._stopping
@@ -328,13 +315,13 @@ class Daemon:
         # Pause, not shut down, first: shutting APScheduler down cancels running jobs, and a
         # cancelled poll would leave its worker thread writing while the archive closes.
         self.scheduler.pause()
-        self.server.should_exit = True
+        self.server.stop()
         if self._inflight:
             # An ingest is one transaction: let it land, or interrupt it so it rolls back.
             _, late = await asyncio.wait(self._inflight, timeout=STOP_TIMEOUT)
             if late:
                 event(log, "interrupting an unfinished ingest; it rolls back", logging.WARNING)
-                self.archive.conn.interrupt()
+                self.archive.interrupt()
                 await asyncio.wait(late, timeout=INTERRUPT_TIMEOUT)
         with contextlib.suppress(Exception):
             self.scheduler.shutdown(wait=False)
@@ -342,24 +329,6 @@ class Daemon:
             await asyncio.wait_for(server_task, timeout=1.5)
         await self.fetcher.aclose()
         event(log, "stopped")
-
-
-def _date_on_demand_state(encoded_headers: list[tuple[bytes, bytes]]):
-    """uvicorn's ServerState whose default headers (Date) are made when a response asks."""
-    from email.utils import formatdate
-
-    from uvicorn.server import ServerState
-
-    class DateOnDemand(ServerState):
-        @property
-        def default_headers(self) -> list[tuple[bytes, bytes]]:
-            return [(b"date", formatdate(usegmt=True).encode()), *encoded_headers]
-
-        @default_headers.setter
-        def default_headers(self, value: list) -> None:
-            pass  # uvicorn's tick would set a cached copy; there is no tick
-
-    return DateOnDemand()
 
 
 def _log_publish_failure(failure: str | None, when: str) -> None:
@@ -383,15 +352,7 @@ def _log_poll(report) -> None:
         new=report.new,
         updated=report.updated,
         duration=f"{report.duration:.2f}s",
-        next_poll=_stamp(report.next_poll),
+        next_poll=stamp(report.next_poll),
         **({"error": report.error} if report.error else {}),
         **({"note": report.note} if report.note and not report.error else {}),
     )
-
-
-def _stamp(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else "-"
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)

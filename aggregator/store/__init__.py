@@ -71,6 +71,11 @@ class Archive(ItemsMixin, SourcesMixin, TopicsMixin, SnapshotMixin, FeedsMixin, 
     def close(self) -> None:
         self.conn.close()
 
+    def interrupt(self) -> None:
+        """Abort the statement running on this archive (call from another thread); its
+        transaction rolls back."""
+        self.conn.interrupt()
+
     def __enter__(self) -> Archive:
         return self
 
