@@ -18,6 +18,11 @@ FIXTURES = ROOT / "tests" / "fixtures"
 SEEDS = ROOT / "archive" / "seed"
 
 
+def table_counts(archive) -> dict[str, int]:
+    """Rows in each table of an open archive, the full-text index's included."""
+    return {name: archive.db[name].count for name in archive.db.table_names()}
+
+
 @dataclass
 class Project:
     """A throwaway copy of the project's runtime files: config.toml, seeds, feeds/."""

@@ -18,6 +18,7 @@ from aggregator import pipeline
 from aggregator.config import load
 from aggregator.fetch import Fetcher
 from aggregator.store import Archive
+from tests.conftest import table_counts
 from tests.feedserver import Route
 
 BACKOFF_MAX = timedelta(hours=6)  # config.toml's fetch.backoff_max
@@ -225,7 +226,7 @@ def test_polls_items_and_bytes_are_counted_by_source(two_sources, feed_server):
 
 def test_a_full_disk_is_recorded_as_disk_full_and_the_archive_is_unharmed(two_sources):
     config, archive = two_sources
-    tables = archive.table_counts()
+    tables = table_counts(archive)
     pages = archive.conn.execute("PRAGMA page_count").fetchone()[0]
     archive.conn.execute(f"PRAGMA max_page_count = {pages + 1}")  # room for a log row only
     (report,) = pipeline.poll_all(config, archive, "nato-news")
@@ -234,7 +235,7 @@ def test_a_full_disk_is_recorded_as_disk_full_and_the_archive_is_unharmed(two_so
     source = archive.get_source("nato-news")
     assert (source.last_error, source.consecutive_errors) == (report.error, 1)
     assert archive.integrity_check() == "ok"
-    assert {k: v for k, v in archive.table_counts().items() if k != "fetch_log"} == {
+    assert {k: v for k, v in table_counts(archive).items() if k != "fetch_log"} == {
         k: v for k, v in tables.items() if k != "fetch_log"
     }
     archive.conn.execute("PRAGMA max_page_count = 1073741823")  # space again

@@ -159,6 +159,3 @@ class Archive(ItemsMixin, SourcesMixin, TopicsMixin, SnapshotMixin, FeedsMixin, 
     def optimize(self) -> None:
         self.conn.execute("PRAGMA optimize")
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-    def table_counts(self) -> dict[str, int]:
-        return {name: self.db[name].count for name in self.db.table_names()}

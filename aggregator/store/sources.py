@@ -115,10 +115,6 @@ class SourcesMixin:
             )
             self._log_fetch(log)
 
-    def log_fetch(self: Archive, log: FetchLogEntry) -> None:
-        with self.transaction():
-            self._log_fetch(log)
-
     def _log_fetch(self: Archive, log: FetchLogEntry) -> None:
         self.conn.execute(
             """INSERT INTO fetch_log (time, source_id, url, status, bytes, duration_ms,

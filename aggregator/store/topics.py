@@ -54,14 +54,6 @@ class TopicsMixin:
         with self.transaction():
             self.conn.execute("DELETE FROM item_topics")
 
-    def scores_for(self: Archive, item_id: int) -> list[TopicScore]:
-        rows = self.conn.execute(
-            "SELECT item_id, topic, score, matched, rules FROM item_topics "
-            "WHERE item_id = ? ORDER BY topic",
-            (item_id,),
-        )
-        return [TopicScore(r[0], r[1], r[2], bool(r[3]), tuple(json.loads(r[4]))) for r in rows]
-
     def unscored_item_ids(self: Archive) -> list[int]:
         rows = self.conn.execute(
             "SELECT id FROM items WHERE id NOT IN (SELECT item_id FROM item_topics) ORDER BY id"
