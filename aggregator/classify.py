@@ -27,11 +27,12 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, NoReturn
-
-import regex
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from aggregator.models import Item, TopicScore
+
+if TYPE_CHECKING:
+    import regex
 
 log = logging.getLogger("aggregator.classify")
 
@@ -610,6 +611,8 @@ class _Checker:
     def regexes(
         self, table: dict, key: str, case_sensitive: bool
     ) -> tuple[regex.Pattern[str], ...]:
+        import regex  # only topics with regex rules need the engine
+
         flags = 0 if case_sensitive else regex.IGNORECASE
         compiled = []
         for text in self.strings(table, key):

@@ -16,24 +16,23 @@ What we do around feedparser, and why:
 - Every entry leaves through `text.finished`: XML-safe text in every field, and a title.
 - Bytes go to feedparser wrapped in BytesIO: given bare bytes it may treat them as a
   file name and read that file.
+- feedparser is imported on the first parse, not with this module: a re-poll answered 304
+  or with the same bytes never parses, and pays no import.
 """
 
 from __future__ import annotations
 
 import calendar
+import functools
 import html
 import io
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import ModuleType
 from typing import Any
 from urllib.parse import urljoin, urlsplit
-
-import feedparser
-from feedparser.encodings import convert_to_utf8
-from feedparser.mixin import _FeedParserMixin
-from feedparser.util import FeedParserDict
 
 from aggregator.models import Entry, Precision
 from aggregator.parse import DEFAULT_MAX_ENTRIES, dates, prepare
@@ -90,8 +89,9 @@ def parse_feed(
 
 
 def _parse(body: bytes, url: str, headers: Mapping[str, str], max_entries: int) -> ParsedFeed:
+    feedparser = _feedparser()
     encoding_info: dict[str, Any] = {}
-    data = convert_to_utf8(headers, body, encoding_info)
+    data = feedparser.encodings.convert_to_utf8(headers, body, encoding_info)
     refused = prepare.refusal(data)
     if refused:
         raise FeedError(refused)
@@ -150,7 +150,7 @@ def _one_line(exc: BaseException) -> str:
 
 def _bozo_message(result: Mapping[str, Any]) -> str | None:
     exc = result.get("bozo_exception")
-    if not result.get("bozo") or isinstance(exc, feedparser.CharacterEncodingOverride):
+    if not result.get("bozo") or isinstance(exc, _feedparser().CharacterEncodingOverride):
         # "text/xml without a charset is us-ascii" (RFC 3023) is ignored by every server.
         return None
     text = " ".join(str(exc).split()) if exc is not None else ""
@@ -177,6 +177,8 @@ def _add_tag_once(self: Any, term: str | None, scheme: str | None, label: str | 
     item took a second and 500,000 would take hours. This keeps the tags seen in a set
     beside the list. Only the last tag changes once added (an RSS category's text comes
     after its domain attribute), so the set holds all tags but the last."""
+    from feedparser.util import FeedParserDict  # loaded already: feedparser calls this
+
     context = self._get_context()
     tags = context.setdefault("tags", [])
     if not term and not scheme and not label:
@@ -196,8 +198,19 @@ def _tag_key(tag: Mapping[str, Any]) -> tuple:
     return (_get(tag, "term"), _get(tag, "scheme"), _get(tag, "label"))
 
 
-FEEDPARSER_ADD_TAG = _FeedParserMixin._add_tag
-_FeedParserMixin._add_tag = _add_tag_once
+FEEDPARSER_OWN: dict[str, Any] = {}  # what _feedparser() replaced in feedparser, by name
+
+
+@functools.cache
+def _feedparser() -> ModuleType:
+    """feedparser, imported once, with its `_add_tag` replaced by `_add_tag_once`."""
+    import feedparser
+    import feedparser.encodings
+    from feedparser.mixin import _FeedParserMixin
+
+    FEEDPARSER_OWN["_add_tag"] = _FeedParserMixin._add_tag
+    _FeedParserMixin._add_tag = _add_tag_once
+    return feedparser
 
 
 # --- one entry -----------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from pathlib import Path
 from aggregator import metrics
 from aggregator.config import Config, FeedConfig
 from aggregator.models import Item
-from aggregator.publish import atom, jsonfeed, rss
+from aggregator.publish import jsonfeed
 from aggregator.publish.document import FeedInfo, Page, SourceInfo, present_source
 from aggregator.publish.files import month_files, remove_stale_months, write_if_changed
 from aggregator.publish.isolate import LeftOut, Render, one_line, render_isolated
@@ -186,6 +186,8 @@ def _publish(
 def _publish_feed(
     archive: Archive, config: Config, feed: FeedConfig, touched: frozenset[str] | None
 ) -> FeedResult:
+    from aggregator.publish import rss  # feedgen and lxml: loaded by a publish, not a poll
+
     info = FeedInfo.of(feed, config.server.base_url)
     folder = config.server.feeds_dir
     source_of = _source_lookup(archive)
@@ -249,6 +251,8 @@ def months_to_render(
 
 
 def _atom_page(info: FeedInfo, page: Page, source_of: Callable[[Item], SourceInfo]) -> Render:
+    from aggregator.publish import atom
+
     return lambda items: atom.render(info, replace(page, items=tuple(items)), source_of)
 
 
