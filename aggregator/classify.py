@@ -268,11 +268,13 @@ def _phrase_spans(topic: Topic, field: str, found: list[Candidate]) -> list[tupl
     spans = []
     for candidate in found:
         for end, exact, lower in candidate.keys:
-            rules = [r for r in (any_case.get(lower), exact_case.get(exact)) if r is not None]
-            if rules:
-                rule = min(rules)  # a phrase in two rules counts for the first one
-                spans.append((candidate.start, end, rule))
-                break
+            rule, exact_rule = any_case.get(lower), exact_case.get(exact)
+            if rule is None and exact_rule is None:
+                continue
+            if rule is None or (exact_rule is not None and exact_rule < rule):
+                rule = exact_rule  # a phrase in two rules counts for the first one
+            spans.append((candidate.start, end, rule))
+            break
     return spans
 
 

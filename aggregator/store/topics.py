@@ -37,15 +37,23 @@ class TopicsMixin:
     ) -> None:
         """Write scores; every earlier score of `replace_items` is dropped first."""
         with self.transaction():
-            for item_id in replace_items:
-                self.conn.execute("DELETE FROM item_topics WHERE item_id = ?", (item_id,))
+            self.conn.executemany(
+                "DELETE FROM item_topics WHERE item_id = ?",
+                [(item_id,) for item_id in replace_items],
+            )
             self.conn.executemany(
                 """INSERT INTO item_topics (item_id, topic, score, matched, rules)
                    VALUES (?, ?, ?, ?, ?)
                    ON CONFLICT(item_id, topic) DO UPDATE SET score = excluded.score,
                        matched = excluded.matched, rules = excluded.rules""",
                 [
-                    (s.item_id, s.topic, s.score, int(s.matched), json.dumps(list(s.rules)))
+                    (
+                        s.item_id,
+                        s.topic,
+                        s.score,
+                        int(s.matched),
+                        json.dumps(s.rules) if s.rules else "[]",
+                    )
                     for s in scores
                 ],
             )
