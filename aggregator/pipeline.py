@@ -181,8 +181,9 @@ def classify_and_publish(archive: Archive, config: Config, counts: IngestCounts)
     touched = feeds_touched(config, topics)
     owed_before = debt.unsettled > 1  # more than this store's own mark
     feeds = [feed for feed in config.feeds if owed_before or feed.slug in touched]
+    months = None if owed_before else counts.months  # a debt from before: every month
     try:
-        _publish_recorded(archive, config, feeds, settles=True, covers=debt.marks)
+        _publish_recorded(archive, config, feeds, settles=True, covers=debt.marks, months=months)
     except PublishError:
         return False
     return True
@@ -285,9 +286,11 @@ def _publish_recorded(
     *,
     settles: bool,
     covers: int | None = None,
+    months: frozenset[str] | None = None,
 ) -> PublishReport:
-    """Publish `feeds`; record a failure (owed) or, when the run `settles` the debt, a
-    success covering the marks made before it began (`covers`, default: now)."""
+    """Publish `feeds` (their archive documents of `months` only, default: every month);
+    record a failure (owed) or, when the run `settles` the debt, a success covering the
+    marks made before it began (`covers`, default: now)."""
     from aggregator import publish as publisher
     from aggregator.publish.isolate import one_line
 
@@ -295,7 +298,7 @@ def _publish_recorded(
     began = time.monotonic()
     report, error = None, None
     try:
-        report = publisher.publish_feeds(archive, config, [feed.slug for feed in feeds])
+        report = publisher.publish_feeds(archive, config, [feed.slug for feed in feeds], months)
         error = report.failure() or None
     except Exception as exc:  # the archive could not be read: a failed publish all the same
         error = one_line(exc)
