@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aggregator import metrics
 from aggregator.config import Config, FeedConfig
@@ -29,6 +30,9 @@ from aggregator.publish.files import month_files, remove_stale_months, write_if_
 from aggregator.publish.isolate import LeftOut, Render, one_line, render_isolated
 from aggregator.store import Archive
 from aggregator.store.codec import now as clock
+
+if TYPE_CHECKING:
+    from aggregator.publish import atom
 
 __all__ = [
     "FeedFailure",
@@ -164,10 +168,13 @@ def _publish(
     months: frozenset[str] | None,
     now: datetime | None,
 ) -> PublishReport:
+    from aggregator.publish import atom  # lxml: loaded by a publish, not a poll
+
+    entries = atom.Entries()  # an item's Atom entry, serialized once for every feed
     results, failed = [], []
     for feed in feeds:
         try:
-            results.append(_publish_feed(archive, config, feed, months))
+            results.append(_publish_feed(archive, config, feed, months, entries))
         except Exception as exc:  # the other feeds still publish; the run reports it
             failed.append(FeedFailure(feed.slug, one_line(exc)))
             log.error("publish of feed %s failed: %s", feed.slug, failed[-1].error)
@@ -184,9 +191,13 @@ def _publish(
 
 
 def _publish_feed(
-    archive: Archive, config: Config, feed: FeedConfig, touched: frozenset[str] | None
+    archive: Archive,
+    config: Config,
+    feed: FeedConfig,
+    touched: frozenset[str] | None,
+    entries: atom.Entries,
 ) -> FeedResult:
-    from aggregator.publish import rss  # feedgen and lxml: loaded by a publish, not a poll
+    from aggregator.publish import rss  # feedgen: loaded by a publish, not a poll
 
     info = FeedInfo.of(feed, config.server.base_url)
     folder = config.server.feeds_dir
@@ -203,14 +214,14 @@ def _publish_feed(
                 continue
             items = archive.feed_month_items(month, feed.topics, feed.min_score)
             page = Page(tuple(items), month, _at(months, index - 1), _at(months, index + 1))
-            out.put(
-                archive_path(folder, feed.slug, month), _atom_page(info, page, source_of), items
-            )
+            render = _atom_page(info, page, source_of, entries)
+            out.put(archive_path(folder, feed.slug, month), render, items)
         current = tuple(
             archive.list_items(topics=feed.topics, min_score=feed.min_score, limit=feed.limit)
         )
     page = Page(current, prev_month=_at(months, len(months) - 1))
-    out.put(current_path(folder, feed.slug, "atom"), _atom_page(info, page, source_of), current)
+    render = _atom_page(info, page, source_of, entries)
+    out.put(current_path(folder, feed.slug, "atom"), render, current)
     out.put(
         current_path(folder, feed.slug, "rss"),
         lambda items: rss.render(info, items, source_of),
@@ -250,10 +261,15 @@ def months_to_render(
     return wanted
 
 
-def _atom_page(info: FeedInfo, page: Page, source_of: Callable[[Item], SourceInfo]) -> Render:
+def _atom_page(
+    info: FeedInfo,
+    page: Page,
+    source_of: Callable[[Item], SourceInfo],
+    entries: atom.Entries,
+) -> Render:
     from aggregator.publish import atom
 
-    return lambda items: atom.render(info, replace(page, items=tuple(items)), source_of)
+    return lambda items: atom.render(info, replace(page, items=tuple(items)), source_of, entries)
 
 
 def _at(months: list[str], index: int) -> str | None:

@@ -84,4 +84,7 @@ class TopicsMixin:
             )
             for item_id, topic, score in rows:
                 topics.setdefault(item_id, {})[topic] = score
-        return [replace(item, topics=topics.get(item.id, {})) for item in items]
+        # An item read from the archive has no topics yet: only those that have some change.
+        return [
+            replace(item, topics=topics[item.id]) if item.id in topics else item for item in items
+        ]
