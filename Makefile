@@ -35,7 +35,7 @@ corpus: $(STAMP)
 	FEEDPARSER_CORPUS=$(CORPUS_CACHE) $(BIN)/python -m pytest -q -s tests/test_corpus.py
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/fetch.py
 	$(BIN)/python benchmarks/publish.py
 	$(BIN)/python benchmarks/serve.py
 	$(BIN)/python benchmarks/daemon.py

@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/fetch.py [--items 10000] [--rounds 3] [--budget 150]
     .venv/bin/python benchmarks/fetch.py --profile DIR   # cProfile the first and 1% fetches
 
-A deterministic NATO-shaped RSS document (benchmarks/ingest.py's `make_feed`, plus template
-titles that repeat across items: the same title on different days, and twice on one day
+A deterministic NATO-shaped RSS document (`make_feed`: titles, news_NNNNNN.htm links, some
+with ?selectedLocale=en or http://, plain-text descriptions, NATO's non-RFC-822 pubDate; plus
+template titles that repeat across items: the same title on different days, and twice on one day
 under two links) is served from a loopback HTTP server that honours ETag/If-None-Match.
 Every measured step is a fresh process, and its cost is the CPU seconds (user + system, all
 threads) of that whole process, start-up and imports included, read by `os.wait4`; the
@@ -50,7 +51,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.ingest import make_feed  # noqa: E402
 from tests.feedserver import FeedServer, Route  # noqa: E402
 
 READER_VENV = ROOT / ".cache" / "bench-reader-venv"
@@ -71,6 +71,14 @@ TEMPLATE_TITLES = (
     "Statement by the North Atlantic Council",
 )
 ITEM_OPEN = "    <item>\n"
+MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+_WORD_TEXT = """
+NATO Allies partners Secretary General defence ministers cooperation security Ukraine Georgia
+Japan resilience summit exercise cyber training Brussels Vilnius Military Committee Partnership
+for Peace deterrence capabilities dialogue Mediterranean Gulf Istanbul Cooperation Initiative
+support capacity building crisis management meeting
+"""
+WORDS = tuple(_WORD_TEXT.split())
 
 # Run first in every child: at exit, write the process's peak RSS (VmHWM, which starts afresh
 # at exec, unlike ru_maxrss that inherits the parent's) to the file BENCH_PEAK_FILE names.
@@ -137,6 +145,35 @@ reader.close()
 
 
 # --- the document --------------------------------------------------------------------------------
+
+
+def make_feed(count: int, changed: frozenset[int] = frozenset()) -> bytes:
+    rng = random.Random(20221126)
+    items = []
+    for n in range(count):
+        day, month, year = 1 + n % 28, MONTHS[(n // 28) % 12], 2024 - n // 336
+        title = " ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 14))).capitalize()
+        words = [rng.choice(WORDS) for _ in range(rng.randint(30, 70))]
+        description = f"On {day} {month} {year}, " + " ".join(words) + "."
+        if n in changed:
+            description += " (Updated with the final communiqué.)"
+        article = 400_000 + n
+        link = f"https://www.nato.int/cps/en/natohq/news_{article}.htm"
+        link = link + "?selectedLocale=en" if n % 3 == 0 else link
+        link = link.replace("https://", "http://") if n % 7 == 0 else link
+        items.append(
+            f"    <item>\n      <title>{title} ({article})</title>\n      <link>{link}</link>\n"
+            f"      <description>{description}</description>\n"
+            f"      <pubDate>{day:02d} {month}. {year} 12:00:00 GMT</pubDate>\n    </item>\n"
+        )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<?xml-stylesheet type="text/xsl" href="/cps/rss/en/natohq/rssFeed.xsl"?>\n'
+        '<rss version="2.0">\n  <channel>\n    <title>NATO Latest News</title>\n'
+        "    <link>https://www.nato.int/cps/en/natohq/news.htm</link>\n"
+        "    <description>Latest news from NATO Headquarters</description>\n"
+        "    <language>en</language>\n" + "".join(items) + "  </channel>\n</rss>\n"
+    ).encode()
 
 
 def nato_feed(count: int, changed: frozenset[int] = frozenset()) -> bytes:

@@ -7,7 +7,7 @@ of a fresh project copy (config.toml, the seeds, feeds/) whose NATO source point
 loopback server, in its own process. A fresh wrapper process runs each fetch, so that the
 wrapper's children's rusage (CPU, ru_maxrss) is that fetch's alone. In one run:
 
-- baseline: a 10,000-item NATO-shaped feed (benchmarks/ingest.py's document), with
+- baseline: a 10,000-item NATO-shaped feed (benchmarks/fetch.py's `make_feed`), with
   fetch.max_entries raised to 10,000 so that all of it is read;
 - nested divs: 100,000 nested <div> (1.1 MB) in one item's description, as CDATA;
 - nested xhtml: the same as Atom xhtml content, which feedparser parses element by element;
@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.ingest import make_feed  # noqa: E402
+from benchmarks.fetch import make_feed  # noqa: E402
 
 NATO_URL = "https://www.nato.int/cps/rss/en/natohq/rssFeed.xsl/rssFeed.xml"
 CPU_TARGET = 30.0  # seconds
