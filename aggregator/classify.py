@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
+from aggregator.errors import ConfigurationError
 from aggregator.models import Item, TopicScore
 
 if TYPE_CHECKING:
@@ -179,7 +180,7 @@ class TopicResult:
 # --- public API --------------------------------------------------------------------------------
 
 
-class TopicError(ValueError):
+class TopicError(ConfigurationError):
     """A bad topic definition: `key` is where it is in the file, as "topics.NAME.rules[2].regex"."""
 
     def __init__(self, key: str, message: str):

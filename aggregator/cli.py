@@ -14,52 +14,45 @@ import click
 
 from aggregator import __version__
 from aggregator.clock import stamp
-from aggregator.config import Config, ConfigError, choose_path, load
+from aggregator.config import Config, choose_path, load
+from aggregator.errors import AggregatorError, ConfigurationError, UsageError
 from aggregator.models import Item, Origin
 
 
-class UserError(Exception):
-    """Something the user can fix; str() is the message."""
+class UserError(UsageError):
+    """Something the user asked for that is not there; str() is the message."""
 
 
-EXIT_CONFIG = 2
 EXIT_FAILURE = 1
 
 
 class _Group(click.Group):
-    """Turns expected failures into one line on stderr instead of a traceback."""
+    """An expected failure (AggregatorError) is one line on stderr and its exit status;
+    anything else is a bug, said in one line too unless AGGREGATOR_DEBUG is set."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
-        except ConfigError as exc:
-            _die(str(exc), EXIT_CONFIG)
         except KeyboardInterrupt:
             _die("interrupted", 130)
         except BrokenPipeError:
             raise  # the reader went away (`| head -1`): click ends quietly, as Unix tools do
         except Exception as exc:
-            if os.environ.get("AGGREGATOR_DEBUG"):
+            if os.environ.get("AGGREGATOR_DEBUG") and not isinstance(exc, ConfigurationError):
                 raise
-            _die(_one_line(exc), EXIT_FAILURE)
+            status = exc.exit_status if isinstance(exc, AggregatorError) else EXIT_FAILURE
+            _die(_one_line(exc), status)
 
 
 def _one_line(exc: Exception) -> str:
-    from aggregator.lock import LockHeld
-    from aggregator.parse.seed import SeedError
-    from aggregator.publish import PublishError
-    from aggregator.snapshot import SnapshotError
-    from aggregator.store import ArchiveError
-
     message = " ".join(str(exc).split()) or type(exc).__name__
-    known = (
-        UserError | SeedError | ArchiveError | ValueError | LockHeld | SnapshotError | PublishError
-    )
-    if isinstance(exc, known):
+    if isinstance(exc, ConfigurationError):
+        return message  # "FILE: KEY: problem", the way compilers say where
+    if isinstance(exc, AggregatorError):
         return f"error: {message}"
-    return f"error: {type(exc).__name__}: {message} (set AGGREGATOR_DEBUG=1 for a traceback)"
+    return f"error: {type(exc).__name__}: {message} (AGGREGATOR_DEBUG=1 shows a traceback)"
 
 
 def _die(message: str, status: int) -> None:
@@ -273,13 +266,8 @@ def explain_command(state: State, item_id: int) -> None:
 @pass_state
 def search_command(state: State, query: str, as_json: bool, limit: int) -> None:
     """Full-text search over titles, summaries and full text (SQLite FTS5 syntax)."""
-    import sqlite3
-
     with state.archive() as archive:
-        try:
-            items = archive.search(query, limit)
-        except sqlite3.OperationalError as exc:
-            raise UserError(f"cannot search for {query!r}: {exc}") from None
+        items = archive.search(query, limit)
     if as_json:
         for item in items:
             click.echo(json.dumps(item_json(item), ensure_ascii=False))
@@ -337,12 +325,7 @@ def daemon_command(state: State, log_format: str, log_level: str) -> None:
 
     config = state.config
     logs.setup(log_level, log_format)
-    from aggregator.lock import LockHeld
-
-    try:
-        status = Daemon(config, on_ready=_show_archive if log_format == "text" else None).run()
-    except LockHeld as exc:
-        raise UserError(str(exc)) from None
+    status = Daemon(config, on_ready=_show_archive if log_format == "text" else None).run()
     sys.exit(status)
 
 

@@ -17,13 +17,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aggregator import classify
+from aggregator.errors import ConfigurationError
 from aggregator.parse.text import xml_safe
 
 DEFAULT_PATH = "config.toml"
 ENV_VAR = "AGGREGATOR_CONFIG"
 
 
-class ConfigError(Exception):
+class ConfigError(ConfigurationError):
     """A configuration problem; str() is the one line shown to the user."""
 
     def __init__(self, file: str, key: str, message: str):

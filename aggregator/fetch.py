@@ -23,6 +23,7 @@ import httpx
 
 from aggregator import __version__
 from aggregator.config import Config, FetchConfig
+from aggregator.errors import SourceError
 
 MAX_REDIRECTS = 5
 PERMANENT_REDIRECTS = {301, 308}
@@ -60,7 +61,7 @@ def user_agent(contact: str) -> str:
     return f"nato-partnership-aggregator/{__version__} (+{contact})"
 
 
-class FetchError(Exception):
+class FetchError(SourceError):
     """A failure that ends one fetch; str() is the `error` line."""
 
 

@@ -19,13 +19,15 @@ import os
 import time
 from pathlib import Path
 
+from aggregator.errors import AggregatorError
+
 PID_WAIT = 0.5  # how long to wait for a fresh holder to write its PID
 WRITER_WAIT = 5.0  # how long a one-off writer waits for the lock before it refuses
 RETRY_EVERY = 0.1
 DAEMON = "daemon"
 
 
-class LockHeld(Exception):
+class LockHeld(AggregatorError):
     """Another process holds the archive lock; str() is the one line for the user."""
 
     def __init__(self, database: Path | str, pid: int | None, holder: str = DAEMON):

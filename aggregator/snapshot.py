@@ -34,6 +34,7 @@ from typing import IO, Any
 import click
 
 from aggregator import __version__
+from aggregator.errors import AggregatorError
 from aggregator.lock import WRITER_WAIT, ArchiveLock
 from aggregator.store import Archive, ArchiveError
 from aggregator.store.codec import now
@@ -55,7 +56,7 @@ _TEMP = re.compile(r"^\.tmp-.*-(\d+)-[a-z0-9_]+(?:\.tar\.gz)?$")
 Reporter = Callable[[str, int, int], None]  # (stage, done, total)
 
 
-class SnapshotError(Exception):
+class SnapshotError(AggregatorError):
     """A snapshot cannot be made, found, verified or restored; str() is one line."""
 
 

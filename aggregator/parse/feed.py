@@ -34,6 +34,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+from aggregator.errors import SourceError
 from aggregator.models import Entry, Precision
 from aggregator.parse import DEFAULT_MAX_ENTRIES, dates, prepare
 from aggregator.parse.sanitize import html_to_text, sanitize_html, sanitized_html_to_text
@@ -55,7 +56,7 @@ _get = dict.get
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
-class FeedError(ValueError):
+class FeedError(SourceError, ValueError):
     """The bytes are not a feed we can read; str() is the one-line reason."""
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from aggregator.errors import UsageError
 from aggregator.models import Entry, Precision
 from aggregator.parse import dates
 from aggregator.parse.sanitize import text_to_html
@@ -36,7 +37,7 @@ SUMMARY_CHARS = 600  # the summary shown in feeds; the whole text is the content
 WRAP_WIDTH = 100
 
 
-class SeedError(ValueError):
+class SeedError(UsageError):
     """A seed file that cannot be read as either format; str() names the file."""
 
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from aggregator import metrics
 from aggregator.config import Config, FeedConfig
+from aggregator.errors import AggregatorError, UsageError
 from aggregator.models import Item
 from aggregator.publish import jsonfeed
 from aggregator.publish.document import FeedInfo, Page, SourceInfo, present_source
@@ -51,7 +52,7 @@ log = logging.getLogger("aggregator.publish")
 LOGGED_DOCUMENTS = 4  # a left-out item's log line names this many documents, then counts
 
 
-class PublishError(Exception):
+class PublishError(AggregatorError):
     """A publish run failed (a feed could not be written); str() is one line for users,
     `report` what did publish (None when the run stopped before any feed)."""
 
@@ -132,7 +133,7 @@ def chosen_feeds(config: Config, slugs: Iterable[str]) -> list[FeedConfig]:
     unknown = [slug for slug in wanted if slug not in by_slug]
     if unknown:
         known = ", ".join(by_slug) or "none"
-        raise ValueError(f'no feed "{unknown[0]}" in {config.path} (feeds: {known})')
+        raise UsageError(f'no feed "{unknown[0]}" in {config.path} (feeds: {known})')
     return [by_slug[slug] for slug in wanted]
 
 

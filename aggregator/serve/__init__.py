@@ -25,6 +25,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from aggregator.config import Config
+from aggregator.errors import UsageError
 from aggregator.models import Item
 from aggregator.serve import observe, pages
 from aggregator.serve.files import FeedFiles, Representation, represent, select
@@ -196,7 +197,7 @@ def run(
     ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve until interrupted; `ready` gets the URL once the port is ours. A port that
-    cannot be had is a ValueError with a one-line message."""
+    cannot be had is a UsageError with a one-line message."""
     server = make_server(config, host=host, port=port)
     listener = listen(server.config.host, server.config.port)
     with listener:
@@ -212,7 +213,7 @@ def listen(host: str, port: int) -> socket.socket:
             host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )[0]
     except socket.gaierror as exc:
-        raise ValueError(f"cannot listen on {where}: {exc.strerror}") from None
+        raise UsageError(f"cannot listen on {where}: {exc.strerror}") from None
     listener = socket.socket(family, kind, proto)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -220,7 +221,7 @@ def listen(host: str, port: int) -> socket.socket:
         listener.listen(2048)
     except OSError as exc:
         listener.close()
-        raise ValueError(f"cannot listen on {where}: {exc.strerror}") from None
+        raise UsageError(f"cannot listen on {where}: {exc.strerror}") from None
     return listener
 
 

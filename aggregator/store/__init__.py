@@ -8,13 +8,17 @@ the rest of the program sees methods that take and return the values in `models`
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import sqlite_utils
 
+from aggregator.errors import ArchiveBusy, ArchiveDamaged, ArchiveError, DiskFull, SearchError
+from aggregator.models import Item
 from aggregator.store.feeds import FeedsMixin
 from aggregator.store.items import ItemsMixin
 from aggregator.store.publishing import PublishingMixin
@@ -25,13 +29,8 @@ from aggregator.store.topics import TopicsMixin
 
 __all__ = ["SCHEMA_VERSION", "Archive", "ArchiveError", "DiskFull"]
 
-
-class ArchiveError(Exception):
-    """The archive cannot be opened or is newer than this program."""
-
-
-class DiskFull(ArchiveError):
-    """A write did not fit on the disk (SQLITE_FULL); nothing of its transaction is stored."""
+BUSY_TIMEOUT = 30.0
+"""Seconds a statement waits for another program's write lock before ArchiveBusy."""
 
 
 class Archive(ItemsMixin, SourcesMixin, TopicsMixin, SnapshotMixin, FeedsMixin, PublishingMixin):
@@ -58,14 +57,14 @@ class Archive(ItemsMixin, SourcesMixin, TopicsMixin, SnapshotMixin, FeedsMixin, 
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
-            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
             if not self.readonly:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
             conn.close()
-            raise ArchiveError(f"{self.path}: not a usable SQLite archive ({exc})") from None
+            raise _archive_error(exc, self.path) or ArchiveError(f"{self.path}: {exc}") from exc
         return conn
 
     def close(self) -> None:
@@ -92,27 +91,16 @@ class Archive(ItemsMixin, SourcesMixin, TopicsMixin, SnapshotMixin, FeedsMixin, 
             finally:
                 self._depth -= 1
             return
-        with self._disk_full_named():
-            self.conn.execute("BEGIN IMMEDIATE")
-            self._depth = 1
-            try:
-                yield
-                self.conn.execute("COMMIT")
-            except BaseException:
-                self._roll_back()
-                raise
-            finally:
-                self._depth = 0
-
-    @contextmanager
-    def _disk_full_named(self) -> Iterator[None]:
-        """SQLite says "database or disk is full"; a person needs to hear "disk full"."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
         try:
             yield
-        except sqlite3.Error as exc:
-            if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_FULL:
-                raise DiskFull(f"disk full: cannot write to {self.path}") from exc
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self._roll_back()
             raise
+        finally:
+            self._depth = 0
 
     def _roll_back(self) -> None:
         # SQLite rolls a transaction back by itself after some errors (a full disk, an I/O
@@ -151,6 +139,21 @@ class Archive(ItemsMixin, SourcesMixin, TopicsMixin, SnapshotMixin, FeedsMixin, 
                 (key, value),
             )
 
+    # --- search ------------------------------------------------------------------------
+
+    def search(self, query: str, limit: int = 20) -> list[Item]:
+        """Full-text search (FTS5 syntax), best match first; SearchError for a query that
+        SQLite cannot read (the statement is fixed, so its SQLITE_ERROR is the query's)."""
+        try:
+            return super().search(query, limit)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_ERROR:
+                raise
+            raise SearchError(
+                f"cannot search for {query!r}: cannot read the query ({exc}); quote words "
+                'with hyphens or dots ("NATO-Ukraine") and close every quote and bracket'
+            ) from None
+
     # --- maintenance -------------------------------------------------------------------
 
     def integrity_check(self) -> str:
@@ -159,3 +162,76 @@ class Archive(ItemsMixin, SourcesMixin, TopicsMixin, SnapshotMixin, FeedsMixin, 
     def optimize(self) -> None:
         self.conn.execute("PRAGMA optimize")
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+# --- SQLite's errors, said for people ------------------------------------------------------
+
+_DAMAGED = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+_UNREACHABLE = {sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN,
+                sqlite3.SQLITE_PERM}  # fmt: skip
+
+
+def _archive_error(exc: sqlite3.Error, path: Path) -> ArchiveError | None:
+    """What went wrong with the archive file, in one line; None for an error of ours (a
+    constraint, a bad statement), which stays a bug with its traceback."""
+    code = (exc.sqlite_errorcode or 0) & 0xFF  # the primary code: SQLITE_BUSY_SNAPSHOT is busy
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return ArchiveBusy(
+            f"archive {path} is locked: another program held its write lock for "
+            f"{BUSY_TIMEOUT:g} s; try again when it is done"
+        )
+    if code == sqlite3.SQLITE_FULL:
+        return DiskFull(f"disk full: cannot write to {path}")
+    if code in _DAMAGED:
+        return ArchiveDamaged(
+            f"{path}: not a usable SQLite archive ({exc}); "
+            "`aggregator snapshot restore NAME` puts back a verified copy"
+        )
+    if code in _UNREACHABLE:
+        return ArchiveError(f"{path}: cannot read or write the archive ({exc})")
+    return None
+
+
+def _translating(function: Callable) -> Callable:
+    """`function` raising ArchiveError where it raised what `_archive_error` can say."""
+    inner = getattr(function, "__wrapped__", None)
+    if inner is not None and inspect.isgeneratorfunction(inner):  # a @contextmanager
+        return contextmanager(_translating(inner))
+    if inspect.isgeneratorfunction(function):
+
+        @functools.wraps(function)
+        def each(self: Archive, *args, **kwargs):
+            try:
+                yield from function(self, *args, **kwargs)
+            except sqlite3.Error as exc:
+                _raise_said(exc, self.path)
+                raise
+
+        return each
+
+    @functools.wraps(function)
+    def call(self: Archive, *args, **kwargs):
+        try:
+            return function(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            _raise_said(exc, self.path)
+            raise
+
+    return call
+
+
+def _raise_said(exc: sqlite3.Error, path: Path) -> None:
+    said = _archive_error(exc, path)
+    if said is not None:
+        raise said from exc
+
+
+def _translate_public_methods(cls: type) -> None:
+    """The store's edge: every public method of the archive, mixins' included, raises
+    ArchiveError subclasses instead of sqlite3 errors a caller would have to decode."""
+    for name, attr in inspect.getmembers(cls, inspect.isfunction):
+        if not name.startswith("_"):
+            setattr(cls, name, _translating(attr))
+
+
+_translate_public_methods(Archive)
