@@ -122,7 +122,7 @@ class Archive(ItemsMixin, SourcesMixin, TopicsMixin, SnapshotMixin, FeedsMixin, 
             )
         for version in range(current + 1, SCHEMA_VERSION + 1):
             with self.transaction():
-                MIGRATIONS[version - 1](self.conn)
+                MIGRATIONS[version - 1](self.db)
                 self.conn.execute(f"PRAGMA user_version = {version}")
 
     # --- meta --------------------------------------------------------------------------

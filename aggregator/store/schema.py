@@ -2,13 +2,21 @@
 
 Append new migrations at the end and never edit one that has shipped: an archive
 created months ago must reach the current shape by running the steps it missed.
+
+Each migration gets the archive's sqlite-utils `Database`, inside the transaction that also
+sets the version. sqlite-utils does what it does well: `enable_fts` builds the search index
+in the shape its own tools and Datasette recognise, and a migration that changes a table's
+columns would use `table.transform` (which drops the table's triggers: recreate them; and,
+as items is referenced ON DELETE CASCADE, run it with foreign keys off). The tables stay
+SQL: `create_table` cannot write their CHECK constraints, and shipped steps must not change.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from sqlite3 import Connection
+
+from sqlite_utils import Database
 
 V1_CORE = """
 CREATE TABLE sources (
@@ -130,11 +138,45 @@ CREATE INDEX item_topics_topic ON item_topics(topic, matched);
 """
 
 
-def _script(sql: str) -> Callable[[Connection], None]:
-    def run(conn: Connection) -> None:
+# Version 3: the same index, declared as sqlite-utils declares one (content="items"), which
+# is what `sqlite-utils search`, `enable_fts(replace=True)` and Datasette's search box look
+# for. Our triggers stay: sqlite-utils' update trigger re-indexes an item on any UPDATE,
+# ours only when its text changes. They name "items_fts" quoted, so sqlite-utils'
+# `disable_fts` finds and drops them with the index.
+FTS_COLUMNS = ("title", "summary_text", "content_text")
+FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"
+
+V3_SEARCH_TRIGGERS = """
+CREATE TRIGGER items_fts_insert AFTER INSERT ON items BEGIN
+    INSERT INTO "items_fts" (rowid, title, summary_text, content_text)
+    VALUES (new.id, new.title, new.summary_text, new.content_text);
+END;
+CREATE TRIGGER items_fts_delete AFTER DELETE ON items BEGIN
+    INSERT INTO "items_fts" ("items_fts", rowid, title, summary_text, content_text)
+    VALUES ('delete', old.id, old.title, old.summary_text, old.content_text);
+END;
+CREATE TRIGGER items_fts_update AFTER UPDATE OF title, summary_text, content_text ON items BEGIN
+    INSERT INTO "items_fts" ("items_fts", rowid, title, summary_text, content_text)
+    VALUES ('delete', old.id, old.title, old.summary_text, old.content_text);
+    INSERT INTO "items_fts" (rowid, title, summary_text, content_text)
+    VALUES (new.id, new.title, new.summary_text, new.content_text);
+END;
+"""
+
+
+def _search_as_sqlite_utils_declares_it(db: Database) -> None:
+    for trigger in ("items_fts_insert", "items_fts_delete", "items_fts_update"):
+        db.execute(f"DROP TRIGGER {trigger}")
+    db["items_fts"].drop()
+    db["items"].enable_fts(FTS_COLUMNS, tokenize=FTS_TOKENIZER)  # creates and fills it
+    _script(V3_SEARCH_TRIGGERS)(db)
+
+
+def _script(sql: str) -> Callable[[Database], None]:
+    def run(db: Database) -> None:
         # executescript() would COMMIT first; run statement by statement inside our transaction.
         for statement in _statements(sql):
-            conn.execute(statement)
+            db.conn.execute(statement)
 
     return run
 
@@ -157,9 +199,10 @@ def _complete(buffer: str) -> bool:
     return buffer.strip().endswith(";") and sqlite3.complete_statement(buffer)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [
+MIGRATIONS: list[Callable[[Database], None]] = [
     _script(V1_CORE + V1_SEARCH),
     _script(V2_CLASSIFICATION),
+    _search_as_sqlite_utils_declares_it,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
