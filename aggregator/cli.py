@@ -7,8 +7,10 @@ import contextlib
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any
 
 import click
 
@@ -367,16 +369,16 @@ def snapshot_create(state: State, label: str | None, tar: bool) -> None:
     """Snapshot the archive and the published feeds, also while the daemon writes."""
     from aggregator import snapshot
 
-    config, progress = state.config, snapshot.TerminalProgress()
-    made = snapshot.create(
-        config.archive.database,
-        config.archive.snapshots,
-        config.server.feeds_dir,
-        label=label,
-        tar=tar,
-        progress=progress,
-    )
-    progress.close()
+    config = state.config
+    with TerminalProgress() as progress:
+        made = snapshot.create(
+            config.archive.database,
+            config.archive.snapshots,
+            config.server.feeds_dir,
+            label=label,
+            tar=tar,
+            progress=progress,
+        )
     click.echo(f"snapshot {made.path}: {made.items} items, {_size(made.size)}")
 
 
@@ -412,9 +414,8 @@ def snapshot_verify(state: State, name: str) -> None:
     """Re-check a snapshot's checksums, database and counts; non-zero on a mismatch."""
     from aggregator import snapshot
 
-    progress = snapshot.TerminalProgress()
-    checked = snapshot.verify(state.config.archive.snapshots, name, progress)
-    progress.close()
+    with TerminalProgress() as progress:
+        checked = snapshot.verify(state.config.archive.snapshots, name, progress)
     click.echo(f"{checked.path.name}: ok ({checked.items} items)")
 
 
@@ -425,9 +426,8 @@ def snapshot_restore(state: State, name: str) -> None:
     """Verify a snapshot, swap its database in (keeping the old one) and republish."""
     from aggregator import snapshot
 
-    progress = snapshot.TerminalProgress()
-    report = snapshot.restore(state.config, name, progress)
-    progress.close()
+    with TerminalProgress() as progress:
+        report = snapshot.restore(state.config, name, progress)
     click.echo(f"restored {report.snapshot.path.name} into {report.database}")
     if report.replaced:
         click.echo(f"  the replaced archive is kept as {report.replaced}")
@@ -455,6 +455,50 @@ def _size(size: float) -> str:
         if size < 1024 or unit == "GB":
             break
     return f"{size:.1f} {unit}"
+
+
+class TerminalProgress:
+    """A progress bar per stage on a terminal, only once the work has taken a second; a
+    callback (stage, done, total) for the library, closed when the `with` block ends.
+
+    Quiet when the stream is not a terminal (logs, pipes, tests) and for small archives.
+    """
+
+    def __init__(self, stream: IO[str] | None = None, delay: float = 1.0, clock=time.monotonic):
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty()
+        self.delay, self.clock = delay, clock
+        self.started = clock()
+        self.stage: str | None = None
+        self.bar: Any = None
+        self.shown = 0
+
+    def __enter__(self) -> TerminalProgress:
+        return self
+
+    def __exit__(self, failure: type[BaseException] | None, *exc: object) -> None:
+        self.close(finished=failure is None)  # a failed stage's bar stays where it stopped
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if stage != self.stage:
+            self.close()
+            self.stage, self.shown = stage, 0
+        if self.bar is None:
+            if self.clock() - self.started < self.delay or done >= total:
+                return
+            self.bar = click.progressbar(length=total, label=stage, file=self.stream)
+            self.bar.__enter__()
+        self.bar.update(done - self.shown)
+        self.shown = done
+
+    def close(self, finished: bool = True) -> None:
+        if self.bar is not None:
+            if finished:
+                self.bar.update(self.bar.length - self.shown)
+            self.bar.__exit__(None, None, None)
+            self.bar = None
 
 
 @cli.command("publish")

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/snapshot.py [--items 100000] [--rounds 3]
 
-Builds an archive of N items through the real ingest path (once; reused from the system's
+Builds an archive of N items through the real pipeline (once; reused from the system's
 temporary folder on later runs), then times `snapshot.create` (backup, integrity check,
 items.jsonl, feeds copy, checksums, manifest) and `sqlite3.Connection.backup` alone on the
 same file, alternating, best of `--rounds` each (wall time; CPU time beside).
@@ -24,10 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from aggregator import ingest, snapshot  # noqa: E402
-from aggregator.models import Entry, Precision  # noqa: E402
+from aggregator import pipeline, snapshot  # noqa: E402
+from aggregator.models import Entry, Precision, SourceSpec  # noqa: E402
 from aggregator.store import Archive  # noqa: E402
-from aggregator.store.sources import SourceSpec  # noqa: E402
 
 CHUNK = 2000
 SOURCE = SourceSpec("bench", "Benchmark wire", "http://127.0.0.1:9/feed.xml")
@@ -81,7 +80,7 @@ def build(database: Path, items: int) -> None:
     with Archive(partial) as archive:
         archive.sync_sources([SOURCE])
         for first in range(0, items, CHUNK):
-            ingest.store_entries(
+            pipeline.store_entries(
                 archive, corpus.entries(first, min(CHUNK, items - first)), SOURCE.id
             )
             print(f"\r  built {min(first + CHUNK, items)}/{items} items", end="", flush=True)

@@ -3,10 +3,12 @@ restored, pruned, and readable without this program."""
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import io
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -18,13 +20,15 @@ from pathlib import Path
 import pytest
 
 from aggregator import config as config_module
-from aggregator import ingest
+from aggregator import pipeline, store
 from aggregator import snapshot as snap
+from aggregator.cli import TerminalProgress
 from aggregator.lock import WRITER_WAIT, ArchiveLock, LockHeld
-from aggregator.models import Entry, Item, Origin, Precision, Revision, TopicScore
+from aggregator.models import Entry, Item, Origin, Precision, Revision, SourceSpec, TopicScore
+from aggregator.snapshot import manifest as snapshot_manifest
+from aggregator.snapshot import writing
 from aggregator.store import Archive
 from aggregator.store import snapshot as store_snapshot
-from aggregator.store.sources import SourceSpec
 from tests.conftest import ROOT, SEEDS
 from tests.test_lock import hold_in_another_process, start_cli
 
@@ -54,9 +58,9 @@ def stories(first: int, count: int, *, edition: str = "") -> list[Entry]:
 def fill(archive: Archive) -> None:
     """Seeds, feed items, a second revision and topic scores: every table has rows."""
     archive.sync_sources([SOURCE])
-    ingest.import_seeds(archive, [SEEDS])
-    ingest.store_entries(archive, stories(0, 12), SOURCE.id)
-    revised = ingest.store_entries(archive, stories(0, 2, edition=" (updated)"), SOURCE.id)
+    pipeline.import_seeds(archive, [SEEDS])
+    pipeline.store_entries(archive, stories(0, 12), SOURCE.id)
+    revised = pipeline.store_entries(archive, stories(0, 2, edition=" (updated)"), SOURCE.id)
     assert revised.updated == 2
     first = next(archive.iter_items())
     archive.save_scores(
@@ -99,10 +103,9 @@ WRITER = """
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from aggregator import ingest
-from aggregator.models import Entry
+from aggregator import pipeline
+from aggregator.models import Entry, SourceSpec
 from aggregator.store import Archive
-from aggregator.store.sources import SourceSpec
 
 database, stop, batch = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 archive = Archive(database)
@@ -115,7 +118,7 @@ while not stop.exists() and n < 50_000:
               summary_html="<p>" + "x" * 400 + "</p>", published=start + timedelta(minutes=k))
         for k in range(n, n + batch)
     ]
-    ingest.store_entries(archive, entries, "writer")
+    pipeline.store_entries(archive, entries, "writer")
     n += batch
     if n == batch:
         print("writing", flush=True)
@@ -194,7 +197,7 @@ def test_the_manifest_describes_the_snapshot(folders):
     manifest = json.loads((made.path / snap.MANIFEST).read_text())
     assert manifest["created"] == "2025-03-01T09:30:00Z"
     assert manifest["label"] == "Before the summit!"
-    assert manifest["schema_version"] == 3 and manifest["program_version"]
+    assert manifest["schema_version"] == 2 and manifest["program_version"]
     assert manifest["items"] == 22 and manifest["revisions"] == 24
     assert manifest["items_by_origin"] == {"feed": 12, "seed": 10}
     assert manifest["items_by_source"] == {"seed": 10, "wire": 12}
@@ -324,7 +327,7 @@ def test_an_edited_manifest_fails_verify(folders):
     # a forger who also fixes the manifest's own checksum is caught by the counts
     forged = json.loads(original)
     forged["items"] = 23
-    forged["manifest_sha256"] = snap._manifest_hash(forged)
+    forged["manifest_sha256"] = snapshot_manifest.fields_hash(forged)
     path.write_text(json.dumps(forged))
     with pytest.raises(snap.SnapshotError) as failed:
         snap.verify(folders["snapshots"], made.name)
@@ -379,7 +382,7 @@ def _broken_export(original):
 @pytest.mark.parametrize("stage", ["feeds", "export"])
 def test_a_failure_half_way_leaves_no_snapshot(folders, monkeypatch, stage):
     if stage == "feeds":
-        monkeypatch.setattr(snap, "_copy_file", _broken_copy)
+        monkeypatch.setattr(writing, "copy_file", _broken_copy)
     else:
         monkeypatch.setattr(store_snapshot, "EXPORT_BATCH", 5)
         monkeypatch.setattr(Archive, "export_lines", _broken_export(Archive.export_lines))
@@ -490,8 +493,8 @@ def config(project):
 
 def mutate(config) -> None:
     with Archive(config.archive.database) as archive:
-        ingest.store_entries(archive, stories(40, 5), SOURCE.id)
-        ingest.store_entries(archive, stories(3, 1, edition=" (again)"), SOURCE.id)
+        pipeline.store_entries(archive, stories(40, 5), SOURCE.id)
+        pipeline.store_entries(archive, stories(3, 1, edition=" (again)"), SOURCE.id)
         publish(archive, config)
 
 
@@ -513,7 +516,7 @@ def test_restore_round_trips(config):
     assert leftovers == []
     with Archive(database) as archive:  # the restored archive is a working archive
         assert archive.integrity_check() == "ok"
-        ingest.store_entries(archive, stories(60, 1), SOURCE.id)
+        pipeline.store_entries(archive, stories(60, 1), SOURCE.id)
 
 
 def test_restore_without_publish_puts_the_feed_files_back(config, monkeypatch):
@@ -528,6 +531,40 @@ def test_restore_without_publish_puts_the_feed_files_back(config, monkeypatch):
     restored = state_of(config)
     assert restored["items"] == before["items"]
     assert all(restored["feeds"][name] == data for name, data in before["feeds"].items())
+
+
+def test_restore_says_when_the_republish_failed_and_keeps_the_restored_archive(config):
+    before = state_of(config)
+    made = snap.create(config.archive.database, config.archive.snapshots, config.server.feeds_dir)
+    mutate(config)
+    feeds = config.server.feeds_dir
+    shutil.rmtree(feeds)
+    feeds.write_text("not a folder")  # no feed can be written
+    report = snap.restore(config, made.name)
+    assert report.note.startswith("publish failed: feed ")
+    assert report.note.endswith("; the next fetch or daemon tick publishes again")
+    with Archive(config.archive.database, readonly=True) as archive:
+        assert list(archive.iter_items()) == before["items"]
+        assert archive.publish_state().owed
+
+
+def test_restore_is_refused_while_another_program_has_the_archive_open(config, monkeypatch):
+    made = snap.create(config.archive.database, config.archive.snapshots, config.server.feeds_dir)
+    mutate(config)
+    monkeypatch.setattr(store, "BUSY_TIMEOUT", 0.2)
+    reader = sqlite3.connect(config.archive.database)  # sqlite3, say, left open by a person
+    try:
+        reader.execute("SELECT count(*) FROM items").fetchone()
+        before = config.archive.database.read_bytes()
+        with pytest.raises(snap.SnapshotError) as refused:
+            snap.restore(config, made.name)
+        assert str(refused.value) == (
+            f"archive {config.archive.database} is open in another process; stop it and retry"
+        )
+        assert config.archive.database.read_bytes() == before
+    finally:
+        reader.close()
+    assert snap.restore(config, made.name).note == "republished the feeds"
 
 
 def test_restore_refuses_a_damaged_snapshot_and_changes_nothing(config):
@@ -613,6 +650,19 @@ def test_the_cli_creates_lists_verifies_and_prunes(project):
     assert refused.returncode == 2 and "--keep" in refused.stderr
 
 
+def test_the_snapshot_library_leaves_drawing_progress_to_the_cli():
+    for module in (ROOT / "aggregator" / "snapshot").glob("*.py"):
+        tree = ast.parse(module.read_text(), str(module))
+        imported = {
+            alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        }
+        imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert not {name for name in imported if name and name.split(".")[0] == "click"}, module
+
+
 # --- progress ------------------------------------------------------------------------------------
 
 
@@ -624,18 +674,18 @@ class Terminal(io.StringIO):
 def test_progress_shows_only_on_a_terminal_and_only_for_long_work():
     now = [0.0]
     terminal = Terminal()
-    quick = snap.TerminalProgress(terminal, clock=lambda: now[0])
+    quick = TerminalProgress(terminal, clock=lambda: now[0])
     quick("backup", 50, 100)
     quick.close()
     assert terminal.getvalue() == ""
-    slow = snap.TerminalProgress(terminal, clock=lambda: now[0])
+    slow = TerminalProgress(terminal, clock=lambda: now[0])
     slow("backup", 10, 100)
     now[0] = 2.0
     slow("backup", 60, 100)
     slow.close()
     assert "backup" in terminal.getvalue() and "100%" in terminal.getvalue()
     log = io.StringIO()
-    quiet = snap.TerminalProgress(log, clock=lambda: now[0] + 5)
+    quiet = TerminalProgress(log, clock=lambda: now[0] + 5)
     quiet("backup", 60, 100)
     quiet.close()
     assert log.getvalue() == ""

@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from aggregator.errors import ArchiveBusy
+
 if TYPE_CHECKING:
     from aggregator.store import Archive
 
@@ -145,12 +147,13 @@ class SnapshotMixin:
     def checkpoint_and_detach(self: Archive) -> None:
         """Fold the WAL into the file and leave rollback mode, so the file stands alone.
 
-        Fails with 'database is locked' when another connection has the archive open.
+        ArchiveBusy when another connection has the archive open: SQLite then refuses to
+        leave WAL mode, with SQLITE_BUSY or by leaving the mode as it was.
         """
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         mode = self.conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0]
         if mode != "delete":
-            raise sqlite3.OperationalError("database is locked")
+            raise ArchiveBusy(f"archive {self.path} is open in another program")
 
 
 def _page_progress(progress: Progress | None):

@@ -1,0 +1,60 @@
+"""Files as snapshots need them: hashed while they are read or copied, and on disk (fsync)
+before the next step relies on them."""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+from pathlib import Path
+
+from aggregator.snapshot.layout import Progress
+
+CHUNK = 1 << 20
+HASH_CHUNK = 64 << 20
+
+
+def file_entry(path: Path, progress: Progress | None = None) -> dict:
+    """Size and SHA-256, read through mmap: no copy into Python, and hashlib releases the
+    GIL, so checksums run beside other work."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as source:
+        size = os.fstat(source.fileno()).st_size
+        if size:
+            with mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                view = memoryview(mapped)
+                for start in range(0, size, HASH_CHUNK):
+                    digest.update(view[start : start + HASH_CHUNK])
+                    if progress:
+                        progress(f"sha256 {path.name}", min(start + HASH_CHUNK, size), size)
+                view.release()
+    return {"size": size, "sha256": digest.hexdigest()}
+
+
+def copy_file(source: Path, destination: Path) -> dict:
+    """Copy and hash in one read; the copy is on disk when this returns."""
+    digest, size = hashlib.sha256(), 0
+    with open(source, "rb") as src, open(destination, "wb") as dst:
+        while chunk := src.read(CHUNK):
+            digest.update(chunk)
+            dst.write(chunk)
+            size += len(chunk)
+        dst.flush()
+        os.fsync(dst.fileno())
+    return {"size": size, "sha256": digest.hexdigest()}
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    with open(path, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def fsync_dir(path: Path) -> None:
+    """A rename is durable only once its folder is on disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
