@@ -379,7 +379,7 @@ def snapshot_create(state: State, label: str | None, tar: bool) -> None:
             tar=tar,
             progress=progress,
         )
-    click.echo(f"snapshot {made.path}: {made.items} items, {_size(made.size)}")
+    click.echo(f"snapshot {made.path}: {_counted(made.items, 'item')}, {_size(made.size)}")
 
 
 @snapshot_group.command("list")
@@ -396,15 +396,16 @@ def snapshot_list(state: State, as_json: bool) -> None:
             row.update(items=made.items, size=made.size, label=made.label, tar=made.packed)
             click.echo(json.dumps(row, ensure_ascii=False))
         return
-    width = max([len(made.path.name) for made in found] + [4])
-    click.echo(f"{'name':<{width}}  {'created':<20}  {'items':>8}  {'size':>9}")
+    width = max([len(made.name) for made in found] + [4])
+    click.echo(f"{'name':<{width}}  {'created':<20}  {'items':>8}  {'size':>10}")
     for made in found:
         items = "?" if made.items is None else made.items
+        packed = "  tar.gz" if made.packed else ""
         click.echo(
-            f"{made.path.name:<{width}}  {made.created:%Y-%m-%d %H:%M:%S}Z  "
-            f"{items:>8}  {_size(made.size):>9}"
+            f"{made.name:<{width}}  {made.created:%Y-%m-%d %H:%M:%S}Z  "
+            f"{items:>8}  {_size(made.size):>10}{packed}"
         )
-    click.echo(f"{len(found)} snapshots in {state.config.archive.snapshots}")
+    click.echo(f"{_counted(len(found), 'snapshot')} in {state.config.archive.snapshots}")
 
 
 @snapshot_group.command("verify")
@@ -416,7 +417,7 @@ def snapshot_verify(state: State, name: str) -> None:
 
     with TerminalProgress() as progress:
         checked = snapshot.verify(state.config.archive.snapshots, name, progress)
-    click.echo(f"{checked.path.name}: ok ({checked.items} items)")
+    click.echo(f"{checked.name}: ok ({_counted(checked.items, 'item')})")
 
 
 @snapshot_group.command("restore")
@@ -428,7 +429,7 @@ def snapshot_restore(state: State, name: str) -> None:
 
     with TerminalProgress() as progress:
         report = snapshot.restore(state.config, name, progress)
-    click.echo(f"restored {report.snapshot.path.name} into {report.database}")
+    click.echo(f"restored {report.snapshot.name} into {report.database}")
     if report.replaced:
         click.echo(f"  the replaced archive is kept as {report.replaced}")
     click.echo(f"  {report.note}")
@@ -444,17 +445,25 @@ def snapshot_prune(state: State, keep: int) -> None:
     removed = snapshot.prune(state.config.archive.snapshots, keep)
     for name in removed:
         click.echo(f"removed {name}")
-    click.echo(f"removed {len(removed)} snapshots, kept the newest {keep}")
+    click.echo(f"removed {_counted(len(removed), 'snapshot')}, kept the newest {keep}")
 
 
 def _size(size: float) -> str:
+    """Bytes in binary units, named as such (1 KiB = 1024 bytes)."""
     if size < 1024:
         return f"{size:.0f} B"
-    for unit in ("KB", "MB", "GB"):
+    for unit in ("KiB", "MiB", "GiB"):
         size /= 1024
-        if size < 1024 or unit == "GB":
+        if size < 1024 or unit == "GiB":
             break
     return f"{size:.1f} {unit}"
+
+
+def _counted(count: int | None, noun: str) -> str:
+    """A count and its noun: "1 item", "2 items"; "? items" when the count is unknown."""
+    if count is None:
+        return f"? {noun}s"
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 class TerminalProgress:

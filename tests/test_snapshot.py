@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -197,7 +198,7 @@ def test_the_manifest_describes_the_snapshot(folders):
     manifest = json.loads((made.path / snap.MANIFEST).read_text())
     assert manifest["created"] == "2025-03-01T09:30:00Z"
     assert manifest["label"] == "Before the summit!"
-    assert manifest["schema_version"] == 2 and manifest["program_version"]
+    assert manifest["schema_version"] == 3 and manifest["program_version"]
     assert manifest["items"] == 22 and manifest["revisions"] == 24
     assert manifest["items_by_origin"] == {"feed": 12, "seed": 10}
     assert manifest["items_by_source"] == {"seed": 10, "wire": 12}
@@ -648,6 +649,27 @@ def test_the_cli_creates_lists_verifies_and_prunes(project):
     assert f"removed {rows[0]['name']}" in pruned and not folder.exists()
     refused = project.cli("snapshot", "prune", "--keep", "0", check=False)
     assert refused.returncode == 2 and "--keep" in refused.stderr
+
+
+def test_the_cli_names_a_snapshot_one_way_and_counts_in_words(project):
+    with Archive(project.database) as archive:
+        archive.sync_sources([SOURCE])
+        pipeline.store_entries(archive, stories(0, 1), SOURCE.id)
+    created = project.cli("snapshot", "create", "--tar").stdout
+    assert re.search(r": 1 item, \d+\.\d KiB$", created.strip()), created
+    rows = [
+        json.loads(line) for line in project.cli("snapshot", "list", "--json").stdout.splitlines()
+    ]
+    listed = project.cli("snapshot", "list").stdout.splitlines()
+    assert rows[0]["tar"] and not rows[0]["name"].endswith(".tar.gz")
+    assert listed[1].split()[0] == rows[0]["name"] and listed[1].endswith("  tar.gz")
+    assert re.search(r"  \d+\.\d KiB  ", listed[1]) and "KB" not in listed[1]
+    assert listed[-1].startswith("1 snapshot in ")
+    verified = project.cli("snapshot", "verify", rows[0]["name"]).stdout
+    assert verified == f"{rows[0]['name']}: ok (1 item)\n"
+    project.cli("snapshot", "create", "--label", "second")
+    pruned = project.cli("snapshot", "prune", "--keep", "1").stdout.splitlines()
+    assert pruned == [f"removed {rows[0]['name']}", "removed 1 snapshot, kept the newest 1"]
 
 
 def test_the_snapshot_library_leaves_drawing_progress_to_the_cli():
