@@ -46,5 +46,5 @@ class DiskFull(ArchiveError):
     """A write did not fit on the disk (SQLITE_FULL); nothing of its transaction is stored."""
 
 
-class SearchError(AggregatorError):
-    """A full-text query that SQLite cannot read."""
+class SearchError(UsageError):
+    """A full-text query that cannot be searched (what the person typed, or what SQLite read)."""

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from aggregator.errors import UsageError
 from aggregator.parse.text import xml_safe
 
 
-class OpmlError(ValueError):
+class OpmlError(UsageError):
     """The file is not OPML we can read; str() is the one-line reason."""
 
 

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aggregator import classify, dedupe, metrics
 from aggregator.clock import now as utc_now
 from aggregator.config import Config, FeedConfig
+from aggregator.errors import UsageError
 from aggregator.fetch import Fetcher, FetchResult
 from aggregator.logs import event
 from aggregator.models import (
@@ -412,7 +413,7 @@ class Pipeline:
         now = now or utc_now().replace(microsecond=0)  # the archive's resolution
         source = await self.run_locked(Archive.get_source, source_id)
         if source is None:
-            raise ValueError(f'no source "{source_id}" in the archive')
+            raise UsageError(f'no source "{source_id}" in the archive')
         reason = skip_reason(source, now, force)
         if reason:
             report = PollReport(
@@ -631,7 +632,7 @@ def poll_all(
     """Poll every enabled source of config (or the one named) once, concurrently."""
     if source_id is not None and config.source(source_id) is None:
         known = ", ".join(s.id for s in config.sources) or "none"
-        raise ValueError(f'no source "{source_id}" in {config.path} (sources: {known})')
+        raise UsageError(f'no source "{source_id}" in {config.path} (sources: {known})')
     ids = [source_id] if source_id else [s.id for s in config.sources if s.enabled]
     return asyncio.run(_poll_many(config, archive, ids, force))
 

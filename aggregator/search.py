@@ -15,13 +15,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from aggregator.errors import SearchError
+
 MAX_QUERY = 200  # characters: a search box, not a document
 RAW_PREFIX = "fts:"
 _TOKEN = re.compile(r'(-?)"([^"]*)"?|(\S+)')
 _EDGE_PUNCTUATION = ".,;:!?()[]{}<>«»“”‘’'"
 
 
-class QueryError(ValueError):
+class QueryError(SearchError):
     """A query that cannot be searched; str() is the one line shown to the person."""
 
 
