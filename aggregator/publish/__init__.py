@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aggregator import metrics
 from aggregator.config import Config, FeedConfig
@@ -171,14 +171,22 @@ def _publish(
 ) -> PublishReport:
     from aggregator.publish import atom  # lxml: loaded by a publish, not a poll
 
-    entries = atom.Entries()  # an item's Atom entry, serialized once for every feed
-    results, failed = [], []
-    for feed in feeds:
-        try:
-            results.append(_publish_feed(archive, config, feed, months, entries))
-        except Exception as exc:  # the other feeds still publish; the run reports it
-            failed.append(FeedFailure(feed.slug, one_line(exc)))
-            log.error("publish of feed %s failed: %s", feed.slug, failed[-1].error)
+    runs = [_FeedRun(feed, config) for feed in feeds]
+    source_of = _source_lookup(archive)
+    try:
+        with archive.consistent_read():  # every feed from one state of the archive
+            for run in runs:
+                run.attempt(run.plan, archive, months)
+            # Months first: a reader following the new prev-archive link finds its target.
+            for month in sorted({month for run in runs if run.ok for month in run.rendered}):
+                _publish_month(archive, month, runs, source_of, atom.Entries())
+            entries = atom.Entries()
+            for run in runs:
+                run.attempt(run.finish, archive, source_of, entries)
+    except Exception as exc:  # the archive could not be read: every feed left fails
+        for run in runs:
+            run.fail(exc)
+    results = [run.result for run in runs if run.result is not None]
     left_out = _report_left_out(results, config.server.feeds_dir, archive.path)
     return PublishReport(
         written=tuple(path for result in results for path in result.written),
@@ -187,62 +195,111 @@ def _publish(
         feeds=tuple(results),
         finished=now or clock(),
         left_out=left_out,
-        failed=tuple(failed),
+        failed=tuple(run.failure for run in runs if run.failure is not None),
     )
 
 
-def _publish_feed(
+def _publish_month(
     archive: Archive,
-    config: Config,
-    feed: FeedConfig,
-    touched: frozenset[str] | None,
+    month: str,
+    runs: Sequence[_FeedRun],
+    source_of: Callable[[Item], SourceInfo],
     entries: atom.Entries,
-) -> FeedResult:
-    from aggregator.publish import rss  # feedgen: loaded by a publish, not a poll
+) -> None:
+    """One month's archive document of every feed that renders it: the month's items read
+    once, each feed taking those it carries (the rule of the archive's feed query)."""
+    items = archive.feed_month_items(month, (), 0.0)
+    for run in runs:
+        if run.ok and month in run.rendered:
+            carried = [item for item in items if topics_carrying(run.feed, item.topics) != []]
+            run.attempt(run.put_month, month, carried, source_of, entries)
 
-    info = FeedInfo.of(feed, config.server.base_url)
-    folder = config.server.feeds_dir
-    source_of = _source_lookup(archive)
-    out = _Output()
-    with archive.consistent_read():
-        months = archive.feed_months(feed.topics, feed.min_score)
-        on_disk = month_files(folder / feed.slug / "archive")
-        rendered = months_to_render(months, touched, on_disk)
-        out.unchanged += len(months) - len(rendered)
-        # Months first: a reader following the new prev-archive link finds its target.
-        for index, month in enumerate(months):
-            if month not in rendered:
-                continue
-            items = archive.feed_month_items(month, feed.topics, feed.min_score)
-            page = Page(tuple(items), month, _at(months, index - 1), _at(months, index + 1))
-            render = _atom_page(info, page, source_of, entries)
-            out.put(archive_path(folder, feed.slug, month), render, items)
+
+class _FeedRun:
+    """One feed's part of a publish run: which months it renders, what it wrote, and its
+    failure, which stops this feed only."""
+
+    def __init__(self, feed: FeedConfig, config: Config) -> None:
+        self.feed = feed
+        self.info = FeedInfo.of(feed, config.server.base_url)
+        self.folder = config.server.feeds_dir
+        self.months: list[str] = []
+        self.rendered: set[str] = set()
+        self.out = _Output()
+        self.result: FeedResult | None = None
+        self.failure: FeedFailure | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+    def attempt(self, step: Callable[..., None], *args: Any) -> None:
+        if self.ok:
+            try:
+                step(*args)
+            except Exception as exc:  # the other feeds still publish; the run reports it
+                self.fail(exc)
+
+    def fail(self, exc: Exception) -> None:
+        if self.ok and self.result is None:
+            self.failure = FeedFailure(self.feed.slug, one_line(exc))
+            log.error("publish of feed %s failed: %s", self.feed.slug, self.failure.error)
+
+    def plan(self, archive: Archive, touched: frozenset[str] | None) -> None:
+        self.months = archive.feed_months(self.feed.topics, self.feed.min_score)
+        on_disk = month_files(self.folder / self.feed.slug / "archive")
+        self.rendered = months_to_render(self.months, touched, on_disk)
+        self.out.unchanged += len(self.months) - len(self.rendered)
+
+    def put_month(
+        self,
+        month: str,
+        items: list[Item],
+        source_of: Callable[[Item], SourceInfo],
+        entries: atom.Entries,
+    ) -> None:
+        index = bisect.bisect_left(self.months, month)
+        months = self.months
+        page = Page(tuple(items), month, _at(months, index - 1), _at(months, index + 1))
+        render = _atom_page(self.info, page, source_of, entries)
+        self.out.put(archive_path(self.folder, self.feed.slug, month), render, items)
+
+    def finish(
+        self, archive: Archive, source_of: Callable[[Item], SourceInfo], entries: atom.Entries
+    ) -> None:
+        """The subscription documents, then the months that have no items any more."""
+        from aggregator.publish import rss  # feedgen: loaded by a publish, not a poll
+
+        feed, info, out = self.feed, self.info, self.out
         current = tuple(
             archive.list_items(topics=feed.topics, min_score=feed.min_score, limit=feed.limit)
         )
-    page = Page(current, prev_month=_at(months, len(months) - 1))
-    render = _atom_page(info, page, source_of, entries)
-    out.put(current_path(folder, feed.slug, "atom"), render, current)
-    out.put(
-        current_path(folder, feed.slug, "rss"),
-        lambda items: rss.render(info, items, source_of),
-        current,
-    )
-    out.put(
-        current_path(folder, feed.slug, "json"),
-        lambda items: jsonfeed.render(info, items, source_of),
-        current,
-    )
-    removed = remove_stale_months(folder / feed.slug / "archive", set(months))
-    return FeedResult(
-        feed.slug,
-        len(current),
-        len(months),
-        tuple(out.written),
-        out.unchanged,
-        tuple(removed),
-        tuple(out.left_out.values()),
-    )
+        page = Page(current, prev_month=_at(self.months, len(self.months) - 1))
+        out.put(
+            current_path(self.folder, feed.slug, "atom"),
+            _atom_page(info, page, source_of, entries),
+            current,
+        )
+        out.put(
+            current_path(self.folder, feed.slug, "rss"),
+            lambda items: rss.render(info, items, source_of),
+            current,
+        )
+        out.put(
+            current_path(self.folder, feed.slug, "json"),
+            lambda items: jsonfeed.render(info, items, source_of),
+            current,
+        )
+        removed = remove_stale_months(self.folder / feed.slug / "archive", set(self.months))
+        self.result = FeedResult(
+            feed.slug,
+            len(current),
+            len(self.months),
+            tuple(out.written),
+            out.unchanged,
+            tuple(removed),
+            tuple(out.left_out.values()),
+        )
 
 
 def months_to_render(

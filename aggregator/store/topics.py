@@ -46,7 +46,7 @@ class TopicsMixin:
                    VALUES (?, ?, ?, ?, ?)
                    ON CONFLICT(item_id, topic) DO UPDATE SET score = excluded.score,
                        matched = excluded.matched, rules = excluded.rules""",
-                [
+                (  # a generator: the rows are made as SQLite takes them, never all at once
                     (
                         s.item_id,
                         s.topic,
@@ -55,7 +55,7 @@ class TopicsMixin:
                         json.dumps(s.rules) if s.rules else "[]",
                     )
                     for s in scores
-                ],
+                ),
             )
 
     def clear_scores(self: Archive) -> None:
