@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from aggregator import classify
 from aggregator.errors import ConfigurationError
-from aggregator.parse.text import xml_safe
+from aggregator.xmlchars import xml_safe
 
 DEFAULT_PATH = "config.toml"
 ENV_VAR = "AGGREGATOR_CONFIG"

@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from aggregator.errors import UsageError
-from aggregator.parse.text import xml_safe
+from aggregator.xmlchars import xml_safe
 
 
 class OpmlError(UsageError):

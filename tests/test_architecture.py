@@ -9,8 +9,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parent.parent / "aggregator"
 STAGES = (
     "fetch", "parse", "dedupe", "classify", "publish", "serve", "schedule", "pipeline",
@@ -102,9 +100,6 @@ def test_fetch_parse_dedupe_and_classify_import_no_store():
     assert wrong == set()
 
 
-@pytest.mark.xfail(
-    strict=True, reason="config.py imports classify and parse.text: its owner moves them"
-)
 def test_only_the_pipeline_and_its_callers_import_several_stages_of_the_pipe():
     several = {
         name: sorted({room(other) for other in others} & set(PIPE) - {room(name)})
@@ -114,9 +109,6 @@ def test_only_the_pipeline_and_its_callers_import_several_stages_of_the_pipe():
     assert {name: rooms for name, rooms in several.items() if len(rooms) > 1} == {}
 
 
-@pytest.mark.xfail(
-    strict=True, reason="parse/__init__.py's parse_document imports parse.feed, which imports it"
-)
 def test_no_import_cycles():
     cycles = []
     state: dict[str, str] = {}

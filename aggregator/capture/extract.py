@@ -21,7 +21,7 @@ from trafilatura.htmlprocessing import build_html_output
 
 from aggregator.parse.dates import at_noon
 from aggregator.parse.sanitize import sanitize_html, sanitized_html_to_text
-from aggregator.parse.text import xml_safe
+from aggregator.xmlchars import xml_safe
 
 Verdict = Literal["article", "boilerplate", "too little"]
 

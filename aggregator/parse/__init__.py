@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from aggregator.parse.prepare import DEFAULT_MAX_ENTRIES
+
 if TYPE_CHECKING:  # importing a stage module here would load feedparser for every parse.*
     from aggregator.parse.feed import ParsedFeed
-
-DEFAULT_MAX_ENTRIES = 5000  # fetch.max_entries' default
 
 
 def parse_document(

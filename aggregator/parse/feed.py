@@ -36,7 +36,8 @@ from urllib.parse import urljoin, urlsplit
 
 from aggregator.errors import SourceError
 from aggregator.models import Entry, Precision
-from aggregator.parse import DEFAULT_MAX_ENTRIES, dates, prepare
+from aggregator.parse import dates, prepare
+from aggregator.parse.prepare import DEFAULT_MAX_ENTRIES
 from aggregator.parse.sanitize import html_to_text, sanitize_html, sanitized_html_to_text
 from aggregator.parse.text import finished, xml_safe
 

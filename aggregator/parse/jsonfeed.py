@@ -14,9 +14,9 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from aggregator.models import Entry, Precision
-from aggregator.parse import DEFAULT_MAX_ENTRIES, dates
+from aggregator.parse import dates
 from aggregator.parse.feed import FeedError, ParsedFeed, note_on, sanitize, text_of
-from aggregator.parse.prepare import over_max_entries
+from aggregator.parse.prepare import DEFAULT_MAX_ENTRIES, over_max_entries
 from aggregator.parse.sanitize import text_to_html
 from aggregator.parse.text import finished, xml_safe
 

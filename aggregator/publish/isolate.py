@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aggregator.models import Item
-from aggregator.parse.text import xml_safe
+from aggregator.xmlchars import xml_safe
 
 NOT_XML_TEXT = "not_xml_text"
 EMPTY_TITLE = "empty_title"
