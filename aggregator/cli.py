@@ -232,7 +232,7 @@ def reclassify_command(state: State) -> None:
 
     with state.writing("reclassify") as archive:
         count = pipeline.reclassify_and_publish(archive, state.config)
-    click.echo(f"reclassified {count} items")
+    click.echo(f"reclassified {_counted(count, 'item')}")
 
 
 @cli.command("explain")
@@ -554,11 +554,53 @@ def fetch_command(state: State, source_id: str | None, force: bool) -> None:
         sys.exit(EXIT_FAILURE)
 
 
-@cli.command("sources")
+@cli.group("sources", invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+@click.pass_context
+def sources_command(ctx: click.Context, as_json: bool) -> None:
+    """Each source's state, last poll, errors and next poll; `sources import` adds some."""
+    if ctx.invoked_subcommand is None:
+        _show_sources(ctx.find_object(State), as_json)
+
+
+@sources_command.command("import")
+@click.argument("opml_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--append", is_flag=True, help="add them to the config file instead of printing")
 @pass_state
-def sources_command(state: State, as_json: bool) -> None:
-    """Each source's state, last poll, errors and next poll."""
+def sources_import(state: State, opml_file: Path, append: bool) -> None:
+    """The feeds of an OPML file (another reader's export) as [[sources]] to add."""
+    from aggregator import opml
+
+    config = state.config
+    found = opml.subscriptions(opml_file.read_bytes())
+    new = opml.new_sources(found, [s.id for s in config.sources], [s.url for s in config.sources])
+    if not new:
+        click.echo(f"nothing to add: the {len(found)} feeds of {opml_file} are sources already")
+    elif append:
+        opml.append_sources(config.path, new, opml_file.name)
+        click.echo(
+            f"added {len(new)} sources to {config.path}; `aggregator check-config` shows them"
+        )
+    else:
+        click.echo(opml.sources_toml(new), nl=False)
+
+
+@cli.command("discover")
+@click.argument("url")
+@pass_state
+def discover_command(state: State, url: str) -> None:
+    """List the feeds a web page leads to, with their title, format and item count."""
+    from aggregator import pipeline
+
+    found = pipeline.discover_feeds(state.config, url)
+    if not found:
+        _die(f"no feed found at {url}: none advertised, linked or at the usual paths", EXIT_FAILURE)
+    for feed in found:
+        title = f"{feed.title}: " if feed.title else ""
+        click.echo(f"{feed.url}\n  {title}{feed.kind}, {_counted(feed.items, 'item')} ({feed.how})")
+
+
+def _show_sources(state: State, as_json: bool) -> None:
     with state.synced_if_free("sources") as archive:
         sources = archive.list_sources()
     if as_json:

@@ -77,6 +77,29 @@ def usual_paths(page_url: str) -> list[Candidate]:
     ]
 
 
+def site_root(url: str) -> str:
+    """The home page of `url`'s site, where a site advertises its feeds."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/", "", ""))
+
+
+def looks_like_html(content_type: str, body: bytes) -> bool:
+    kind = content_type.split(";")[0].strip().lower()
+    if kind in ("text/html", "application/xhtml+xml"):
+        return True
+    start = body[:512].lstrip().lower()
+    return start.startswith((b"<!doctype html", b"<html"))
+
+
+def hint(found: list[Candidate], instead_of: str) -> str:
+    """One line naming the feeds a site advertises, for an operator whose feed is gone."""
+    others = [candidate for candidate in found if candidate.url != instead_of][:3]
+    if not others:
+        return "the site advertises no other feed (try `aggregator discover` on its pages)"
+    named = ", ".join(f"{c.url} ({c.title})" if c.title else c.url for c in others)
+    return f"the site advertises: {named}"
+
+
 def _add(found: dict, base: str, href: str | None, title: str, kind: str, how: str) -> None:
     url = _absolute(base, href)
     if url and url not in found:

@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aggregator import classify, dedupe, metrics
 from aggregator.clock import now as utc_now
-from aggregator.config import Config, FeedConfig
-from aggregator.errors import UsageError
+from aggregator.config import Config, FeedConfig, Selectors, SourceConfig
+from aggregator.errors import SourceError, UsageError
 from aggregator.fetch import Fetcher, FetchResult
 from aggregator.logs import event
 from aggregator.models import (
@@ -52,13 +52,15 @@ from aggregator.models import (
     SourceSpec,
     SourceState,
 )
-from aggregator.parse.feed import FeedError, ParsedFeed, parse_feed
+from aggregator.parse import parse_document
+from aggregator.parse.feed import FeedError, ParsedFeed
 from aggregator.parse.seed import read_seed_file, seed_files
 from aggregator.poll import PollReport, body_hash, outcome_label, skip_reason, source_outcome
 from aggregator.store import Archive, ArchiveError
 from aggregator.store.sources import SEED_SOURCE_ID
 
 if TYPE_CHECKING:
+    from aggregator.discover import Candidate, Found
     from aggregator.publish import PublishReport
 
 DEFAULT_INTERVAL = 1800.0  # for a source the archive knows but config no longer lists
@@ -378,6 +380,7 @@ class _Ingested:
     failure: str | None = None
     warning: str | None = None
     unchanged: bool = False
+    hint: str | None = None  # where the feeds are, when the source's feed seems gone
 
 
 class Pipeline:
@@ -443,7 +446,8 @@ class Pipeline:
         now: datetime,
         stopping: asyncio.Event | None,
     ) -> PollReport:
-        work = _fetch_and_parse(fetcher, source, config.fetch.max_entries)
+        reader = _Reader.of(config.source(source.id), now, config.fetch.max_entries)
+        work = _fetch_and_parse(fetcher, source, reader)
         result, parsed, ingested = await _unless(stopping, work)
         async with self.lock:
             ingested, outcome = await asyncio.to_thread(
@@ -491,28 +495,81 @@ class Pipeline:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Reader:
+    """How a source's answer is read: a listing page with its selectors (an html source;
+    its relative dates count back from `now`), else a feed in whatever format it is."""
+
+    now: datetime
+    max_entries: int
+    selectors: Selectors | None = None  # an html source's
+
+    @classmethod
+    def of(cls, settings: SourceConfig | None, now: datetime, max_entries: int) -> _Reader:
+        html = settings is not None and settings.kind == "html"
+        return cls(now, max_entries, settings.selectors if html else None)
+
+    @property
+    def expects_feed(self) -> bool:
+        return self.selectors is None
+
+    def __call__(self, result: FetchResult) -> ParsedFeed:
+        if self.selectors is None:
+            return parse_document(
+                result.body, result.final_url, result.headers, max_entries=self.max_entries
+            )
+        from aggregator.parse.listing import parse_listing
+
+        return parse_listing(
+            result.body, result.final_url, self.selectors, self.now, result.headers,
+            max_entries=self.max_entries,
+        )  # fmt: skip
+
+
 async def _fetch_and_parse(
-    fetcher: Fetcher, source: SourceState, max_entries: int
+    fetcher: Fetcher, source: SourceState, reader: _Reader
 ) -> tuple[FetchResult, ParsedFeed | None, _Ingested]:
     """The part of a poll before any transaction: it may be abandoned at any point."""
     result = await fetcher.get(source.url, source.etag, source.last_modified)
     metrics.FETCH_BYTES.labels(source=source.id).inc(len(result.body))
     if not result.ok:
+        if result.status in (404, 410) and reader.expects_feed:
+            return result, None, _Ingested(hint=await _where_feeds_are(fetcher, result))
         return result, None, _Ingested()
     if body_hash(result.body) == source.body_hash:
         return result, None, _Ingested(unchanged=True)
-    parsed, ingested = await _parse(result, source.id, max_entries)
+    parsed, ingested = await _parse(result, source.id, reader)
+    if parsed is None and reader.expects_feed and _is_html(result):
+        ingested = replace(ingested, hint=await _where_feeds_are(fetcher, result))
     return result, parsed, ingested
 
 
+async def _where_feeds_are(fetcher: Fetcher, result: FetchResult) -> str:
+    """For a feed that answers 404, 410 or a web page: the feeds its site advertises, on
+    the page it answered with, else on the site's home page."""
+    from aggregator import discover
+
+    found = discover.advertised(result.body, result.final_url) if _is_html(result) else []
+    home = discover.site_root(result.final_url or result.url)
+    if not found and home != result.final_url:
+        page = await fetcher.get(home)
+        if page.ok and _is_html(page):
+            found = discover.advertised(page.body, page.final_url)
+    return discover.hint(found, instead_of=result.url)
+
+
+def _is_html(result: FetchResult) -> bool:
+    from aggregator.discover import looks_like_html
+
+    return looks_like_html(result.headers.get("content-type", ""), result.body)
+
+
 async def _parse(
-    result: FetchResult, source_id: str, max_entries: int
+    result: FetchResult, source_id: str, reader: _Reader
 ) -> tuple[ParsedFeed | None, _Ingested]:
     event(log, "parse started", logging.DEBUG, source=source_id, bytes=len(result.body))
     try:
-        parsed = await in_own_thread(
-            parse_feed, result.body, result.final_url, result.headers, max_entries=max_entries
-        )
+        parsed = await in_own_thread(reader, result)
     except FeedError as exc:
         return None, _Ingested(failure=str(exc))
     except Exception as exc:  # a parser library tripping over input it did not foresee
@@ -561,6 +618,8 @@ def _record(
     outcome = source_outcome(
         source, result, ingested.failure, now, interval, config.fetch.backoff_max, rand
     )
+    if outcome.error and ingested.hint:
+        outcome = replace(outcome, error=f"{outcome.error}; {ingested.hint}")
     note = f"warning: {ingested.warning}" if ingested.warning and not outcome.error else None
     archive.record_poll(
         source.id,
@@ -624,6 +683,53 @@ def fetch_all(
     reports = poll_all(config, archive, source_id, force)
     settle_owed_publish(archive, config, began)
     return reports
+
+
+def discover_feeds(config: Config, url: str) -> list[Found]:
+    """`discover`: the feeds a page leads to (the page itself, if it is one; else those it
+    advertises or links; else those at the usual paths), each fetched and read."""
+    return asyncio.run(_discover(config, url))
+
+
+async def _discover(config: Config, url: str) -> list[Found]:
+    from aggregator import discover
+
+    async with Fetcher(config) as fetcher:
+        page = await fetcher.get(url)
+        if not page.ok:
+            raise SourceError(f"{url}: {page.error or f'HTTP {page.status}'}")
+        itself = _read_as_feed(page, discover.Candidate(page.final_url, how="given"), config)
+        if itself is not None:
+            return [itself]
+        found = await _feeds_among(fetcher, discover.advertised(page.body, page.final_url), config)
+        return found or await _feeds_among(fetcher, discover.usual_paths(page.final_url), config)
+
+
+async def _feeds_among(
+    fetcher: Fetcher, candidates: Sequence[Candidate], config: Config
+) -> list[Found]:
+    found = []
+    for candidate in candidates:
+        answer = await fetcher.get(candidate.url)
+        feed = _read_as_feed(answer, candidate, config) if answer.ok else None
+        if feed is not None:
+            found.append(feed)
+    return found
+
+
+def _read_as_feed(answer: FetchResult, candidate: Candidate, config: Config) -> Found | None:
+    from aggregator.discover import Found
+
+    try:
+        parsed = parse_document(
+            answer.body, answer.final_url, answer.headers, max_entries=config.fetch.max_entries
+        )
+    except FeedError:
+        return None
+    items = len(parsed.entries) + parsed.dropped
+    return Found(
+        answer.final_url, parsed.title or candidate.title, parsed.version, items, candidate.how
+    )
 
 
 def poll_all(

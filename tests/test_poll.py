@@ -79,13 +79,13 @@ def setup(project, feed_server):
 def parses(monkeypatch):
     """Counts calls of the real parser, and the threads they ran in."""
     calls: list[int] = []
-    real = pipeline.parse_feed
+    real = pipeline.parse_document
 
     def spy(*args, **kwargs):
         calls.append(threading.get_ident())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "parse_feed", spy)
+    monkeypatch.setattr(pipeline, "parse_document", spy)
     return calls
 
 

@@ -159,14 +159,14 @@ def test_a_parser_that_raises_anything_is_a_failed_poll_keeping_what_was_fetched
     two_sources, monkeypatch
 ):
     config, archive = two_sources
-    real_parse = pipeline.parse_feed
+    real_parse = pipeline.parse_document
 
     def faulty_parse(body, url, *args, **kwargs):
         if url.endswith("/other.rss"):
             raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
         return real_parse(body, url, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "parse_feed", faulty_parse)
+    monkeypatch.setattr(pipeline, "parse_document", faulty_parse)
     reports = {r.source_id: r for r in pipeline.poll_all(config, archive)}
     assert reports["nato-news"].new == 10
     failed = reports["other"]
