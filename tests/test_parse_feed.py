@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from aggregator.models import Precision
+from aggregator.parse import feed as feed_module
+from aggregator.parse import prepare
 from aggregator.parse.feed import FeedError, nato_date, parse_feed
 from tests.conftest import FIXTURES
 
@@ -81,6 +83,45 @@ def test_dates_in_other_zones_become_utc_and_undated_entries_are_marked():
     assert zoned.published == datetime(2024, 10, 10, 7, 30, tzinfo=UTC)
     assert zoned.precision is Precision.SECOND
     assert undated.published is None and undated.date_inferred
+
+
+# --- big documents, read in parts ---------------------------------------------------------------
+
+ITEMS = "".join(
+    f"<item><title>Item {n}</title><link>/news_{n}.htm</link><guid>g{n}</guid>"
+    f"<description>&lt;p&gt;Text {n} &lt;a href='/x{n}'&gt;link&lt;/a&gt;&lt;/p&gt;</description>"
+    f"<category>c{n % 3}</category><pubDate>0{1 + n % 9} Nov. 2022 12:00:00 GMT</pubDate></item>"
+    for n in range(9)
+)
+PART = prepare.part
+IN_PARTS = {
+    "nato": fixture("nato-news-2022-11-26.rss"),
+    "rss": rss(ITEMS),
+    "atom": (
+        '<feed xmlns="http://www.w3.org/2005/Atom" xml:base="https://example.org/a/"><title>A</title>'
+        + "".join(
+            f'<entry xml:base="/b{n}/"><title type="html">&lt;b&gt;E{n}&lt;/b&gt;</title>'
+            f'<link href="x{n}.htm"/><id>urn:{n}</id><updated>2024-01-0{1 + n}T10:00:00Z</updated>'
+            f'<content type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml"><a href="r{n}">r</a>'
+            "</div></content></entry>"
+            for n in range(7)
+        )
+        + "<rights>R</rights></feed>"
+    ).encode(),
+    "a channel title after the items": rss(ITEMS + "<title>Late</title>"),
+    "a malformed item": rss(ITEMS.replace("</title></item>", "</titl></item>", 1)),
+    "over max_entries": rss(ITEMS * 3),
+}
+
+
+@pytest.mark.parametrize("body", IN_PARTS.values(), ids=IN_PARTS.keys())
+def test_a_document_read_in_parts_gives_what_reading_it_whole_gives(body, monkeypatch):
+    whole = parse_feed(body, NATO_URL, max_entries=20)
+    split = []
+    monkeypatch.setattr(feed_module, "PART_ENTRIES", 2)
+    monkeypatch.setattr(prepare, "part", lambda *args: split.append(1) or PART(*args))
+    assert parse_feed(body, NATO_URL, max_entries=20) == whole
+    assert len(split) > 1  # it was split, then read whole when a part was not clean
 
 
 # --- content -----------------------------------------------------------------------------------

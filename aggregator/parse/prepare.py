@@ -23,6 +23,7 @@ CDATA sections and comments are skipped whole, as they hold text, not markup.
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -79,6 +80,8 @@ class Cut:
     dropped: int = 0  # entries cut out
     note: str | None = None  # why, in one line
     refused: str | None = None  # the document cannot be read within the limits
+    entry_starts: tuple[int, ...] = ()  # in `data`: where each entry's start tag is
+    entries_end: int = 0  # in `data`: just after the last entry (the trailer's start)
 
 
 def cut(data: bytes, max_entries: int) -> Cut:
@@ -90,7 +93,7 @@ def cut(data: bytes, max_entries: int) -> Cut:
         return Cut(data, refused=f"refused: more than {MAX_TAGS:,} tags outside the entries")
     kept = _entries_within_budget(shape, max_entries)
     if kept == shape.entries:
-        return Cut(data)
+        return Cut(data, entry_starts=tuple(shape.starts), entries_end=shape.trailer_start)
     start = shape.starts[kept]
     trailer = data[shape.trailer_start :] if shape.trailer_start > start else b""
     dropped = shape.entries - kept
@@ -99,7 +102,26 @@ def cut(data: bytes, max_entries: int) -> Cut:
     else:
         entries, were = _entries_were(dropped)
         note = f"{entries} {were} dropped: the document has more than {MAX_TAGS:,} tags"
-    return Cut(data[:start] + trailer, dropped, note)
+    starts = tuple(shape.starts[:kept])
+    return Cut(data[:start] + trailer, dropped, note, entry_starts=starts, entries_end=start)
+
+
+def parts(data: bytes, cut: Cut, size: int) -> list[tuple[int, int]] | None:
+    """Where to split `cut.data` (as `data`, unchanged) into documents of `size` entries
+    each (see `part`), or None when it is better read whole: few entries, or entries whose
+    positions are not known (nested, or an end tag missing)."""
+    starts = cut.entry_starts
+    if data is not cut.data or len(starts) <= size or not starts[-1] < cut.entries_end:
+        return None
+    bounds = [*starts[::size], cut.entries_end]
+    return list(itertools.pairwise(bounds))
+
+
+def part(data: bytes, cut: Cut, span: tuple[int, int]) -> bytes:
+    """The document with only the entries in `span`: what comes before the first entry,
+    those entries, and the trailer, so that it is as well-formed as the whole."""
+    head, trailer = data[: cut.entry_starts[0]], data[cut.entries_end :]
+    return head + data[span[0] : span[1]] + trailer
 
 
 def over_max_entries(dropped: int, max_entries: int) -> str:
