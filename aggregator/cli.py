@@ -19,6 +19,7 @@ from aggregator.clock import stamp
 from aggregator.config import Config, choose_path, load
 from aggregator.errors import AggregatorError, ConfigurationError, UsageError
 from aggregator.models import Item, Origin
+from aggregator.search import DEFAULT_RESULTS, MAX_RESULTS
 
 
 class UserError(UsageError):
@@ -236,19 +237,24 @@ def reclassify_command(state: State) -> None:
 
 
 @cli.command("explain")
-@click.argument("item_id", type=int)
+@click.argument("item", metavar="ITEM")
 @pass_state
-def explain_command(state: State, item_id: int) -> None:
-    """Show why an item is or is not in each topic and feed."""
+def explain_command(state: State, item: str) -> None:
+    """Show why an item (its number, published id or URL) is or is not in each topic and feed."""
     from aggregator import classify
+    from aggregator.search import item_reference
 
+    reference = item_reference(item)
     with state.archive() as archive:
-        item = archive.get_item(item_id)
-    if item is None:
-        raise UserError(f"no item {item_id} in {state.config.archive.database}")
+        found = archive.find_item(reference)
+    if found is None:
+        raise UserError(
+            f"no item {reference.text} in {state.config.archive.database} "
+            "(by number, published id or URL)"
+        )
     topics = classify.load_topics(state.config)
-    results = classify.classify(topics, item.title, item.summary_text, item.content_text)
-    click.echo(f"{item.id}  {item.published:%Y-%m-%d}  {item.title}")
+    results = classify.classify(topics, found.title, found.summary_text, found.content_text)
+    click.echo(f"{found.id}  {found.published:%Y-%m-%d}  {found.title}")
     for line in classify.explain_lines(results):
         click.echo(f"  {line}")
     from aggregator.publish import topics_carrying
@@ -264,17 +270,40 @@ def explain_command(state: State, item_id: int) -> None:
 @cli.command("search")
 @click.argument("query")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, MAX_RESULTS),
+    default=DEFAULT_RESULTS,
+    show_default=True,
+    help=f"at most N results (up to {MAX_RESULTS})",
+)
 @pass_state
 def search_command(state: State, query: str, as_json: bool, limit: int) -> None:
-    """Full-text search over titles, summaries and full text (SQLite FTS5 syntax)."""
+    """Search titles, summaries and full text, best match first.
+
+    Words as typed (all must appear), "a phrase", partner* for words that begin so,
+    OR between alternatives, -word for a word that must not appear; fts:QUERY for
+    SQLite FTS5 syntax."""
+    from aggregator.search import parse_query
+
+    parsed = parse_query(query)
     with state.archive() as archive:
-        items = archive.search(query, limit)
+        results = archive.search_snippets(parsed.fts, limit)
     if as_json:
-        for item in items:
-            click.echo(json.dumps(item_json(item), ensure_ascii=False))
-    else:
-        _print_table(items)
+        for result in results:
+            row = {**item_json(result.item), "snippet": _passage_text(result.passage)}
+            click.echo(json.dumps(row, ensure_ascii=False))
+        return
+    _print_table([r.item for r in results], [_marked(r.passage) for r in results])
+
+
+def _marked(passage: tuple[tuple[str, bool], ...]) -> str:
+    """The passage with its matched words in bold (click drops the style off a terminal)."""
+    return "".join(click.style(text, bold=True) if hit else text for text, hit in passage)
+
+
+def _passage_text(passage: tuple[tuple[str, bool], ...]) -> str:
+    return "".join(text for text, _ in passage)
 
 
 def item_json(item: Item) -> dict:
@@ -295,18 +324,21 @@ def item_json(item: Item) -> dict:
     }
 
 
-def _print_table(items: list[Item]) -> None:
+def _print_table(items: list[Item], passages: list[str] | None = None) -> None:
+    """One line per item; with `passages`, each item's passage indented below it."""
     if not items:
         click.echo("no items")
         return
     width = max(len(str(item.id)) for item in items)
-    for item in items:
+    for index, item in enumerate(items):
         topics = ",".join(sorted(item.topics)) or "-"
         click.echo(
             f"{item.id:>{width}}  {item.published:%Y-%m-%d}  {item.origin.value:<4}  "
             f"{topics:<14.14}  {item.title}"
         )
-    click.echo(f"{len(items)} items")
+        if passages:
+            click.echo(f"{'':>{width}}  {passages[index]}")
+    click.echo(_counted(len(items), "item"))
 
 
 @cli.command("daemon")

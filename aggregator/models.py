@@ -127,6 +127,23 @@ class Item:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchResult:
+    """A search result: the item and a passage of its text around what matched."""
+
+    item: Item
+    passage: tuple[tuple[str, bool], ...]  # runs of text in order, each (text, matched)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemReference:
+    """How a person names an item: its archive number, its published id or a URL of it."""
+
+    text: str  # as given, trimmed: a published id, an original or a canonical link
+    number: int | None  # when the text is an archive number
+    canonical_url: str | None  # the text as a canonical link, when it is an http(s) URL
+
+
+@dataclass(frozen=True, slots=True)
 class Revision:
     item_id: int
     revision: int

@@ -15,9 +15,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from aggregator.dedupe import canonical_url
 from aggregator.errors import SearchError
+from aggregator.models import ItemReference
 
 MAX_QUERY = 200  # characters: a search box, not a document
+MAX_RESULTS = 50  # a search answers with the best matches, not the archive
+DEFAULT_RESULTS = 20
 RAW_PREFIX = "fts:"
 _TOKEN = re.compile(r'(-?)"([^"]*)"?|(\S+)')
 _EDGE_PUNCTUATION = ".,;:!?()[]{}<>«»“”‘’'"
@@ -89,3 +93,12 @@ def _phrase(phrase: str) -> str:
 
 def _quoted(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
+
+
+def item_reference(typed: str) -> ItemReference:
+    """An item as people name it: `12`, `tag:aggregator.invalid,2024:...` or a link."""
+    text = typed.strip()
+    if not text:
+        raise QueryError("name an item by its number, its published id or its URL")
+    number = int(text) if text.isascii() and text.isdigit() else None
+    return ItemReference(text, number, canonical_url(text))

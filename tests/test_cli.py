@@ -162,7 +162,7 @@ def test_reclassify_explain_and_search(project):
     assert len(in_feed) == 5
     found = project.cli("search", "--json", "Serbia").stdout.splitlines()
     assert [json.loads(line)["id"] for line in found] == [serbia["id"]]
-    bad = project.cli("search", '"unbalanced', check=False)
+    bad = project.cli("search", 'fts:"unbalanced', check=False)
     assert bad.returncode == 1 and bad.stderr.startswith("error: cannot search")
     missing = project.cli("explain", "9999", check=False)
     assert missing.returncode == 1 and "no item 9999" in missing.stderr

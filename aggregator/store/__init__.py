@@ -18,7 +18,7 @@ from pathlib import Path
 import sqlite_utils
 
 from aggregator.errors import ArchiveBusy, ArchiveDamaged, ArchiveError, DiskFull, SearchError
-from aggregator.models import Item
+from aggregator.models import Item, SearchResult
 from aggregator.store.feeds import FeedsMixin
 from aggregator.store.items import ItemsMixin
 from aggregator.store.publishing import PublishingMixin
@@ -144,15 +144,13 @@ class Archive(ItemsMixin, SourcesMixin, TopicsMixin, SnapshotMixin, FeedsMixin, 
     def search(self, query: str, limit: int = 20) -> list[Item]:
         """Full-text search (FTS5 syntax), best match first; SearchError for a query that
         SQLite cannot read (the statement is fixed, so its SQLITE_ERROR is the query's)."""
-        try:
+        with _query_read(query):
             return super().search(query, limit)
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode != sqlite3.SQLITE_ERROR:
-                raise
-            raise SearchError(
-                f"cannot search for {query!r}: cannot read the query ({exc}); quote words "
-                'with hyphens or dots ("NATO-Ukraine") and close every quote and bracket'
-            ) from None
+
+    def search_snippets(self, query: str, limit: int = 20) -> list[SearchResult]:
+        """As `search`, each item with the passage that matched."""
+        with _query_read(query):
+            return super().search_snippets(query, limit)
 
     # --- maintenance -------------------------------------------------------------------
 
@@ -162,6 +160,19 @@ class Archive(ItemsMixin, SourcesMixin, TopicsMixin, SnapshotMixin, FeedsMixin, 
     def optimize(self) -> None:
         self.conn.execute("PRAGMA optimize")
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+@contextmanager
+def _query_read(query: str) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode != sqlite3.SQLITE_ERROR:
+            raise
+        raise SearchError(
+            f"cannot search for {query!r}: cannot read the query ({exc}); quote words "
+            'with hyphens or dots ("NATO-Ukraine") and close every quote and bracket'
+        ) from None
 
 
 # --- SQLite's errors, said for people ------------------------------------------------------

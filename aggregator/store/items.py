@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
@@ -14,9 +15,11 @@ from aggregator.models import (
     IngestCounts,
     Intent,
     Item,
+    ItemReference,
     Origin,
     Precision,
     Revision,
+    SearchResult,
 )
 from aggregator.store.codec import from_text, to_text
 from aggregator.store.topics import feed_carries
@@ -274,6 +277,20 @@ class ItemsMixin:
         row = self.conn.execute(f"{_ITEM_SELECT} WHERE id = ?", (item_id,)).fetchone()
         return self._with_topics([_item(row)])[0] if row else None
 
+    def find_item(self: Archive, reference: ItemReference) -> Item | None:
+        """The item a person named: by number, else by published id, else by link."""
+        if reference.number is not None:
+            return self.get_item(reference.number)
+        keys = [("atom_id", reference.text), ("link", reference.text)]  # link: no index
+        if reference.canonical_url:  # indexed, and what two spellings of a link share
+            keys.insert(1, ("canonical_url", reference.canonical_url))
+        for column, value in keys:
+            sql = f"SELECT id FROM items WHERE {column} = ? ORDER BY id LIMIT 1"
+            row = self.conn.execute(sql, (value,)).fetchone()
+            if row:
+                return self.get_item(row[0])
+        return None
+
     def get_items(self: Archive, item_ids: Sequence[int]) -> list[Item]:
         marks = ",".join("?" * len(item_ids))
         rows = self.conn.execute(f"{_ITEM_SELECT} WHERE id IN ({marks})", list(item_ids))
@@ -332,12 +349,42 @@ class ItemsMixin:
 
     def search(self: Archive, query: str, limit: int = 20) -> list[Item]:
         """Full-text search (FTS5 syntax), best match first."""
+        return [found.item for found in self.search_snippets(query, limit)]
+
+    def search_snippets(self: Archive, query: str, limit: int = 20) -> list[SearchResult]:
+        """Full-text search (FTS5 syntax), best match first (bm25, a title counting most),
+        each item with a passage around what matched."""
         columns = ", ".join(f"items.{c.strip()}" for c in _ITEM_COLUMNS.split(","))
         sql = (
-            f"SELECT {columns} FROM items_fts JOIN items ON items.id = items_fts.rowid "
-            "WHERE items_fts MATCH ? ORDER BY items_fts.rank LIMIT ?"
+            f"SELECT {columns}, snippet(items_fts, -1, ?, ?, '…', {SNIPPET_TOKENS}) "
+            "FROM items_fts JOIN items ON items.id = items_fts.rowid "
+            f"WHERE items_fts MATCH ? ORDER BY bm25(items_fts, {_BM25_WEIGHTS}) LIMIT ?"
         )
-        return self._with_topics([_item(r) for r in self.conn.execute(sql, (query, limit))])
+        rows = self.conn.execute(sql, (_MARK_START, _MARK_END, query, limit)).fetchall()
+        items = self._with_topics([_item(row) for row in rows])
+        return [
+            SearchResult(item, _passage(row[-1])) for item, row in zip(items, rows, strict=True)
+        ]
+
+
+SNIPPET_TOKENS = 24  # words in a search result's passage
+_BM25_WEIGHTS = "5.0, 2.0, 1.0"  # title, summary_text, content_text
+# Around matched words in a snippet: control characters no stored text holds (see xmlchars),
+# so what they enclose is what SQLite marked and nothing a source wrote.
+_MARK_START, _MARK_END = "\x02", "\x03"
+_MARKED = re.compile(f"{_MARK_START}([^{_MARK_START}{_MARK_END}]*){_MARK_END}")
+
+
+def _passage(snippet: str) -> tuple[tuple[str, bool], ...]:
+    runs: list[tuple[str, bool]] = []
+    at = 0
+    for match in _MARKED.finditer(snippet):
+        runs.append((snippet[at : match.start()], False))
+        runs.append((match[1], True))
+        at = match.end()
+    runs.append((snippet[at:], False))
+    strays = str.maketrans("", "", _MARK_START + _MARK_END)
+    return tuple((text.translate(strays), matched) for text, matched in runs if text)
 
 
 _CANDIDATE_SELECT = (
