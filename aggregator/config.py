@@ -239,6 +239,21 @@ FETCH = {
         _duration_up_to(MAX_REST), 21600.0, "ceiling of the exponential error back-off"
     ),
     "allow_fast_polling": Setting(_bool, False, "allow intervals under 15m for non-loopback hosts"),
+    "allow_private_addresses": Setting(
+        _bool,
+        False,
+        "let article links and redirects reach private, loopback and link-local addresses",
+    ),
+}
+CAPTURE = {
+    "enabled": Setting(_bool, True, "the daemon captures the article behind each new item"),
+    "every": Setting(_duration_up_to(MAX_REST), 60.0, "how often the daemon works the queue"),
+    "batch": Setting(_int_range(1, 10_000), 20, "captures at most this many per daemon run"),
+    "per_host_interval": Setting(
+        _duration_up_to(MAX_TIMEOUT), 2.0, "at most one capture request per host this often"
+    ),
+    "max_attempts": Setting(_int_range(1, 100), 4, "failed captures before one is given up"),
+    "warc": Setting(_nonempty, "archive/pages.warc.gz", "WARC file every capture is added to"),
 }
 DAEMON = {
     "jitter": Setting(
@@ -273,6 +288,9 @@ SOURCE = {
     ),
     "interval": Setting(_duration_up_to(MAX_REST), 1800.0, "poll interval"),
     "enabled": Setting(_bool, True, "false keeps the source's items but stops polling it"),
+    "allow_private_addresses": Setting(
+        _bool, False, "this source's redirects and article links may reach private addresses"
+    ),
 }
 FEED = {
     "slug": Setting(_slug, required=True, doc="file name and URL path of the feed"),
@@ -318,6 +336,17 @@ class FetchConfig:
     max_entries: int
     backoff_max: float
     allow_fast_polling: bool
+    allow_private_addresses: bool = False
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    enabled: bool = True
+    every: float = 60.0
+    batch: int = 20
+    per_host_interval: float = 2.0
+    max_attempts: int = 4
+    warc: Path = Path("archive/pages.warc.gz")
 
 
 @dataclass(frozen=True)
@@ -348,6 +377,7 @@ class SourceConfig:
     enabled: bool
     kind: str = "feed"
     selectors: Selectors | None = None
+    allow_private_addresses: bool = False
 
 
 @dataclass(frozen=True)
@@ -371,9 +401,16 @@ class Config:
     feeds: tuple[FeedConfig, ...]
     topics: dict[str, Any] = field(default_factory=dict)  # validated by classify.load_topics
     lists: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
 
     def source(self, source_id: str) -> SourceConfig | None:
         return next((s for s in self.sources if s.id == source_id), None)
+
+    def private_ok(self, source_id: str) -> bool:
+        """May fetches for this source (its redirects, its articles) reach private addresses."""
+        source = self.source(source_id)
+        allowed = source is not None and source.allow_private_addresses
+        return allowed or self.fetch.allow_private_addresses
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -400,7 +437,9 @@ def load(path: Path | str) -> Config:
     return _build(raw, path)
 
 
-_TOP_LEVEL = {"archive", "server", "fetch", "daemon", "sources", "feeds", "topics", "lists"}
+_TOP_LEVEL = {
+    "archive", "server", "fetch", "daemon", "capture", "sources", "feeds", "topics", "lists"
+}  # fmt: skip
 
 
 def _build(raw: dict[str, Any], path: Path) -> Config:
@@ -414,6 +453,7 @@ def _build(raw: dict[str, Any], path: Path) -> Config:
     server = _section(raw, "server", SERVER, name)
     fetch = _section(raw, "fetch", FETCH, name)
     daemon = _section(raw, "daemon", DAEMON, name)
+    capture = _section(raw, "capture", CAPTURE, name)
     sources = tuple(_source(t, i, name) for i, t in enumerate(_tables(raw, "sources", name)))
     feeds = tuple(_array(raw, "feeds", FEED, name, FeedConfig))
     lists = _lists(raw.get("lists", {}), name)
@@ -433,6 +473,7 @@ def _build(raw: dict[str, Any], path: Path) -> Config:
         server=ServerConfig(**{**server, "feeds_dir": _resolve(base, server["feeds_dir"])}),
         fetch=FetchConfig(**fetch),
         daemon=DaemonConfig(**daemon),
+        capture=CaptureConfig(**{**capture, "warc": _resolve(base, capture["warc"])}),
         sources=sources,
         feeds=feeds,
         topics=topics,

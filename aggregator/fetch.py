@@ -4,6 +4,11 @@ This stage knows HTTP and nothing about what a feed contains. `Fetcher.get` retu
 `FetchResult` for every outcome: an HTTP status is data, a network failure, a bad URL or
 redirect is an `error` string, nothing raises. When to poll next is decided by the pure `next_poll`.
 
+Every request goes through the server-side request forgery guard (`netguard`): a URL a
+remote party chose (a redirect, an article link) must resolve to public addresses unless
+`fetch.allow_private_addresses` or the caller (a source allowed to) says otherwise. The
+host of a URL the user configured is trusted for its own redirects.
+
 Bodies are read raw and decompressed here, with an output limit on every step, so a
 gzip or brotli bomb stops at `fetch.max_bytes` without ever inflating past it.
 """
@@ -24,6 +29,7 @@ import httpx
 from aggregator import __version__
 from aggregator.config import Config, FetchConfig
 from aggregator.errors import SourceError
+from aggregator.netguard import PRIVATE_OK, GuardedTransport, TargetRefused
 
 MAX_REDIRECTS = 5
 PERMANENT_REDIRECTS = {301, 308}
@@ -85,6 +91,7 @@ class Fetcher:
             timeout=timeout,
             follow_redirects=False,
             trust_env=False,
+            transport=GuardedTransport(self.config.allow_private_addresses),
         )
         self._host_locks: dict[str, asyncio.Lock] = {}
 
@@ -98,21 +105,32 @@ class Fetcher:
         await self.aclose()
 
     def host_lock(self, url: str) -> asyncio.Lock:
-        host = (urlsplit(url).hostname or "").lower()
-        return self._host_locks.setdefault(host, asyncio.Lock())
+        return self._host_locks.setdefault(_host(url), asyncio.Lock())
+
+    def request_headers(
+        self, etag: str | None = None, last_modified: str | None = None
+    ) -> dict[str, str]:
+        """The headers a GET with these validators sends (as a WARC request record keeps)."""
+        return {**self.client.headers, **_conditional(etag, last_modified)}
 
     async def get(
-        self, url: str, etag: str | None = None, last_modified: str | None = None
+        self,
+        url: str,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        *,
+        remote: bool = False,
+        private_ok: bool = False,
     ) -> FetchResult:
-        """GET with validators sent exactly as stored; redirects followed by hand."""
+        """GET with validators sent exactly as stored; redirects followed by hand.
+
+        `remote`: a remote party chose `url` (an article link), so even its own host must
+        be public; otherwise the user chose it and its host may be private. Every other
+        host, on any redirect hop, must be public unless `private_ok`."""
         started = time.monotonic()
-        conditional = {}
-        if etag:
-            conditional["If-None-Match"] = etag
-        if last_modified:
-            conditional["If-Modified-Since"] = last_modified
+        trusted = None if remote or private_ok else _host(url)
         try:
-            result = await self._follow(url, conditional)
+            result = await self._follow(url, _conditional(etag, last_modified), private_ok, trusted)
         except FetchError as exc:
             result = FetchResult(url=url, final_url=url, error=str(exc))
         except httpx.HTTPError as exc:
@@ -121,12 +139,15 @@ class Fetcher:
             result = FetchResult(url=url, final_url=url, error=f"broken response: {exc}")
         return _with_elapsed(result, time.monotonic() - started)
 
-    async def _follow(self, url: str, conditional: dict[str, str]) -> FetchResult:
+    async def _follow(
+        self, url: str, conditional: dict[str, str], private_ok: bool, trusted: str | None
+    ) -> FetchResult:
         visited = [url]
         current, permanent, still_permanent = url, None, True
         for _hop in range(MAX_REDIRECTS + 1):
             _check_url(current)
-            status, headers, body = await self._request(current, conditional)
+            hop_ok = private_ok or (trusted is not None and _host(current) == trusted)
+            status, headers, body = await self._request(current, conditional, hop_ok)
             if status not in REDIRECTS or "location" not in headers:
                 return _result(url, current, status, headers, body, permanent)
             target = _redirect_target(current, headers["location"])
@@ -140,13 +161,15 @@ class Fetcher:
         raise FetchError(f"more than {MAX_REDIRECTS} redirects from {url}")
 
     async def _request(
-        self, url: str, conditional: dict[str, str]
+        self, url: str, conditional: dict[str, str], private_ok: bool
     ) -> tuple[int, dict[str, str], bytes]:
         deadline = self.config.connect_timeout + DEADLINE_READS * self.config.read_timeout
         async with self.host_lock(url):
             try:
                 async with asyncio.timeout(deadline):
-                    request = self.client.build_request("GET", url, headers=conditional)
+                    request = self.client.build_request(
+                        "GET", url, headers=conditional, extensions={PRIVATE_OK: private_ok}
+                    )
                     response = await _send(self.client, request)
                     try:
                         headers = {k.lower(): v for k, v in response.headers.items()}
@@ -182,6 +205,19 @@ async def _send(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Resp
         # httpx reads a redirect's Location into a next request even when it does not
         # follow it, and refuses one like `javascript:...` before we see the headers.
         raise FetchError(f"redirect to an invalid URL: {exc}") from None
+
+
+def _conditional(etag: str | None, last_modified: str | None) -> dict[str, str]:
+    conditional = {}
+    if etag:
+        conditional["If-None-Match"] = etag
+    if last_modified:
+        conditional["If-Modified-Since"] = last_modified
+    return conditional
+
+
+def _host(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
 
 
 def _redirect_target(current: str, location: str) -> str:
@@ -233,6 +269,8 @@ def _with_elapsed(result: FetchResult, elapsed: float) -> FetchResult:
 
 def describe_error(exc: httpx.HTTPError) -> str:
     """One line a person can act on."""
+    if isinstance(exc, TargetRefused):  # the guard's own words say what and why
+        return " ".join(str(exc).split())
     kinds = (
         (httpx.ConnectTimeout, "connect timed out"),
         (httpx.ReadTimeout, "read timed out (no data for too long)"),

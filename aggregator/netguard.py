@@ -30,6 +30,9 @@ AsyncResolver = Callable[[str, int], Awaitable[list[str]]]
 NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: IPv4 in the last 32 bits
 DEFAULT_PORTS = {"http": 80, "https": 443}
 ALLOW_SETTING = "fetch.allow_private_addresses"
+# A request extension: True lets this one request reach a private address (a host the user
+# configured, or a source allowed to); the fetcher decides it per hop.
+PRIVATE_OK = "aggregator.private_ok"
 
 
 class TargetRefused(httpx.ConnectError):
@@ -135,7 +138,8 @@ class GuardedTransport(httpx.AsyncBaseTransport):
 
     Refused requests raise `TargetRefused` and never open a connection. An allowed one is
     sent to the address that was checked. `private_hosts` are hosts whose private addresses
-    are accepted (a source configured to allow them), when `allow_private` is off.
+    are accepted (a source configured to allow them), when `allow_private` is off, and so is
+    a request whose `PRIVATE_OK` extension is true.
     """
 
     def __init__(
@@ -160,7 +164,8 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             addresses = await self.resolver(host, port)
         except (OSError, UnicodeError) as exc:
             raise TargetRefused(f"cannot resolve {host}: {exc}", request=request) from None
-        if not (self.allow_private or host.lower() in self.private_hosts):
+        private_ok = self.allow_private or request.extensions.get(PRIVATE_OK, False)
+        if not (private_ok or host.lower() in self.private_hosts):
             reason = refused_addresses(host, addresses)
             if reason:
                 raise TargetRefused(f"refused: {reason}", request=request)

@@ -447,7 +447,7 @@ class Pipeline:
         stopping: asyncio.Event | None,
     ) -> PollReport:
         reader = _Reader.of(config.source(source.id), now, config.fetch.max_entries)
-        work = _fetch_and_parse(fetcher, source, reader)
+        work = _fetch_and_parse(fetcher, source, reader, config.private_ok(source.id))
         result, parsed, ingested = await _unless(stopping, work)
         async with self.lock:
             ingested, outcome = await asyncio.to_thread(
@@ -527,10 +527,10 @@ class _Reader:
 
 
 async def _fetch_and_parse(
-    fetcher: Fetcher, source: SourceState, reader: _Reader
+    fetcher: Fetcher, source: SourceState, reader: _Reader, private_ok: bool
 ) -> tuple[FetchResult, ParsedFeed | None, _Ingested]:
     """The part of a poll before any transaction: it may be abandoned at any point."""
-    result = await fetcher.get(source.url, source.etag, source.last_modified)
+    result = await fetcher.get(source.url, source.etag, source.last_modified, private_ok=private_ok)
     metrics.FETCH_BYTES.labels(source=source.id).inc(len(result.body))
     if not result.ok:
         if result.status in (404, 410) and reader.expects_feed:

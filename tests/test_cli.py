@@ -140,6 +140,7 @@ def test_every_config_key_is_documented_in_the_readme():
         "server": config_module.SERVER,
         "fetch": config_module.FETCH,
         "daemon": config_module.DAEMON,
+        "capture": config_module.CAPTURE,
         "sources[]": config_module.SOURCE,
         "sources[].selectors": config_module.SELECTORS,
         "feeds[]": config_module.FEED,
