@@ -268,3 +268,73 @@ class TopicScore:
     score: float
     matched: bool
     rules: tuple[dict[str, Any], ...] = ()  # the rules that fired, for `explain`
+
+
+# --- captures: the article behind an item ---------------------------------------------------
+
+
+class CaptureState(StrEnum):
+    PENDING = "pending"  # to be fetched, at next_attempt or later
+    CAPTURED = "captured"  # the article is stored with its item
+    NOT_ARTICLE = "not article"  # the page is boilerplate or too little: reason says which
+    DISALLOWED = "disallowed"  # robots.txt forbids it to our User-Agent
+    GIVEN_UP = "given up"  # failed too often, or in a way a retry cannot change
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureJob:
+    """A pending capture, as the queue hands it out."""
+
+    item_id: int
+    source_id: str
+    url: str
+    attempts: int  # failures so far
+    etag: str | None = None  # of the last capture: a re-fetch is a conditional GET
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Article:
+    """What a capture found on an article page."""
+
+    html: str  # the body, sanitized
+    text: str
+    title: str | None = None
+    author: str | None = None
+    published: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureOutcome:
+    """What one capture attempt changes on its queue entry (and, with an article, its item)."""
+
+    state: CaptureState
+    time: datetime
+    attempts: int  # failures so far (0 after an answer that counted)
+    next_attempt: datetime | None = None  # for PENDING
+    status: int | None = None
+    reason: str | None = None  # why it is not an article, disallowed, given up or retried
+    final_url: str | None = None
+    etag: str | None = None  # None leaves the stored validators alone
+    last_modified: str | None = None
+    article: Article | None = None
+    page: bytes | None = None  # the page as fetched (stored compressed)
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureRecord:
+    """A capture as the archive holds it."""
+
+    item_id: int
+    url: str
+    state: CaptureState
+    attempts: int
+    next_attempt: datetime | None
+    last_attempt: datetime | None
+    last_status: int | None
+    reason: str | None
+    final_url: str | None
+    title: str | None
+    author: str | None
+    captured: datetime | None
+    page: bytes | None = None  # decompressed; only when asked for

@@ -41,6 +41,7 @@ from aggregator.errors import SourceError, UsageError
 from aggregator.fetch import Fetcher, FetchResult
 from aggregator.logs import event
 from aggregator.models import (
+    Action,
     Candidate,
     Entry,
     FetchLogEntry,
@@ -89,9 +90,22 @@ def store_entries(
     with archive.transaction():
         intents = decide(archive, identified, origin)
         counts = archive.apply(intents, source_id, origin, seen)
+        if origin is Origin.FEED:
+            archive.queue_captures(links_to_capture(intents), seen)
         if counts.item_ids:
             archive.mark_publish_owed(seen)
         return counts
+
+
+def links_to_capture(intents: Sequence[Intent]) -> list[tuple[int, str]]:
+    """(item id, link) of the new items whose article can be fetched: an http(s) link."""
+    return [
+        (intent.item_id, intent.entry.link)
+        for intent in intents
+        if intent.action is Action.NEW
+        and intent.entry.link
+        and intent.entry.link.lower().startswith(("http://", "https://"))
+    ]
 
 
 def decide(

@@ -198,7 +198,7 @@ def test_the_manifest_describes_the_snapshot(folders):
     manifest = json.loads((made.path / snap.MANIFEST).read_text())
     assert manifest["created"] == "2025-03-01T09:30:00Z"
     assert manifest["label"] == "Before the summit!"
-    assert manifest["schema_version"] == 3 and manifest["program_version"]
+    assert manifest["schema_version"] == store.SCHEMA_VERSION and manifest["program_version"]
     assert manifest["items"] == 22 and manifest["revisions"] == 24
     assert manifest["items_by_origin"] == {"feed": 12, "seed": 10}
     assert manifest["items_by_source"] == {"seed": 10, "wire": 12}

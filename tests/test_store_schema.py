@@ -44,7 +44,7 @@ def test_a_version_2_archive_migrates_and_its_search_finds_old_and_new_items(tmp
     assert sqlite_utils.Database(path)["items"].detect_fts() is None  # content='items'
 
     with Archive(path) as archive:
-        assert archive.schema_version() == SCHEMA_VERSION == 3
+        assert archive.schema_version() == SCHEMA_VERSION >= 3
         assert [item.id for item in archive.search("georgia")] == [1]
     _store_item(path, 2, "Ukraine and NATO")
     with Archive(path) as archive:

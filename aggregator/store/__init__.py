@@ -19,6 +19,7 @@ import sqlite_utils
 
 from aggregator.errors import ArchiveBusy, ArchiveDamaged, ArchiveError, DiskFull, SearchError
 from aggregator.models import Item, SearchResult
+from aggregator.store.captures import CapturesMixin
 from aggregator.store.feeds import FeedsMixin
 from aggregator.store.items import ItemsMixin
 from aggregator.store.publishing import PublishingMixin
@@ -33,7 +34,15 @@ BUSY_TIMEOUT = 30.0
 """Seconds a statement waits for another program's write lock before ArchiveBusy."""
 
 
-class Archive(ItemsMixin, SourcesMixin, TopicsMixin, SnapshotMixin, FeedsMixin, PublishingMixin):
+class Archive(
+    ItemsMixin,
+    SourcesMixin,
+    TopicsMixin,
+    SnapshotMixin,
+    FeedsMixin,
+    PublishingMixin,
+    CapturesMixin,
+):
     def __init__(self, path: Path | str, *, readonly: bool = False):
         self.path = Path(path)
         self.readonly = readonly

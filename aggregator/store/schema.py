@@ -172,6 +172,33 @@ def _search_as_sqlite_utils_declares_it(db: Database) -> None:
     _script(V3_SEARCH_TRIGGERS)(db)
 
 
+# Version 4: the capture queue and what each capture found (issue 15). The article's text
+# goes into its item (content_html, content_text: a revision); the page, compressed, here.
+V4_CAPTURES = """
+CREATE TABLE captures (
+    item_id INTEGER PRIMARY KEY REFERENCES items(id) ON DELETE CASCADE,
+    url TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending'
+        CHECK (state IN ('pending', 'captured', 'not article', 'disallowed', 'given up')),
+    attempts INTEGER NOT NULL DEFAULT 0,  -- failures since the last answer that counted
+    next_attempt TEXT,                    -- pending: not before this
+    queued TEXT NOT NULL,
+    last_attempt TEXT,
+    last_status INTEGER,
+    reason TEXT,                          -- why not an article, disallowed, given up or retried
+    final_url TEXT,
+    etag TEXT,
+    last_modified TEXT,
+    title TEXT,                           -- as extracted from the page
+    author TEXT,
+    published TEXT,
+    page BLOB,                            -- the page's HTML as fetched, zlib-compressed
+    captured TEXT                         -- when the article was last stored
+);
+CREATE INDEX captures_due ON captures(state, next_attempt);
+"""
+
+
 def _script(sql: str) -> Callable[[Database], None]:
     def run(db: Database) -> None:
         # executescript() would COMMIT first; run statement by statement inside our transaction.
@@ -203,6 +230,7 @@ MIGRATIONS: list[Callable[[Database], None]] = [
     _script(V1_CORE + V1_SEARCH),
     _script(V2_CLASSIFICATION),
     _search_as_sqlite_utils_declares_it,
+    _script(V4_CAPTURES),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
