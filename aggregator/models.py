@@ -127,6 +127,14 @@ class Item:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedSize:
+    """How many items an output feed carries, and when the newest of them last changed."""
+
+    items: int
+    updated: datetime | None  # None when it carries none
+
+
+@dataclass(frozen=True, slots=True)
 class SearchResult:
     """A search result: the item and a passage of its text around what matched."""
 

@@ -4,10 +4,21 @@ over an archive of the seeds and one poll of a recorded NATO feed."""
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Iterator
+from urllib.parse import urlencode
 
+import feedparser
+import httpx
+import lxml.html
 import pytest
 
-from tests.conftest import FIXTURES
+from aggregator import config as config_module
+from aggregator import pipeline
+from aggregator.parse.feed import parse_feed
+from aggregator.store import Archive
+from tests.conftest import FIXTURES, ROOT, SEEDS
+from tests.test_serve import serving
 
 NATO_URL = "https://www.nato.int/cps/rss/en/natohq/rssFeed.xsl/rssFeed.xml"
 JORDAN = "NATO Secretary General welcomes Prime Minister of Jordan"
@@ -71,3 +82,158 @@ def test_explain_takes_the_number_the_published_id_or_the_url(filled):
     assert missing.returncode == 1
     assert missing.stderr.startswith("error: no item https://www.nato.int/no-such-story.htm")
     assert len(missing.stderr.splitlines()) == 1
+
+
+# --- the web, through the real server ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Iterator[tuple[config_module.Config, str]]:
+    """The seeds, the May 2023 NATO feed, classified and published, served on loopback."""
+    root = tmp_path_factory.mktemp("search-site")
+    shutil.copytree(SEEDS, root / "archive" / "seed")
+    shutil.copy(ROOT / "config.toml", root / "config.toml")
+    config = config_module.load(root / "config.toml")
+    body = (FIXTURES / "nato-news-2023-05-24.rss").read_bytes()
+    with Archive(config.archive.database) as archive:
+        pipeline.sync_sources(archive, config)
+        pipeline.import_seeds(archive, [config.archive.seeds])
+        entries = parse_feed(body, NATO_URL).entries
+        pipeline.store_entries(archive, entries, config.sources[0].id)
+        pipeline.reclassify(archive, config)
+        pipeline.publish(archive, config)
+    with serving(config) as base:
+        yield config, base
+
+
+@pytest.fixture(scope="module")
+def client(site) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=site[1]) as client:
+        yield client
+
+
+def result_titles(response: httpx.Response) -> list[str]:
+    page = lxml.html.fromstring(response.content)
+    return [li.xpath("string(./a[1])") or li.text for li in page.xpath('//ol[@class="results"]/li')]
+
+
+SEARCHES = [
+    ("Indo-Pacific", VILNIUS),
+    ('"defence capacity"', JORDAN),
+    ("NATO's", BUSH),
+]
+
+
+@pytest.mark.parametrize(("typed", "first"), SEARCHES)
+def test_the_search_page_finds_what_people_type(client, typed, first):
+    response = client.get("/search", params={"q": typed})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert result_titles(response)[0] == first
+    page = lxml.html.fromstring(response.content)
+    assert page.xpath('//input[@name="q"]/@value') == [typed]
+    assert page.xpath("//ol//mark")  # the passage says what matched
+    feeds = page.xpath('//head/link[@rel="alternate"]/@href')
+    assert feeds == [f"search.{ext}?{urlencode({'q': typed})}" for ext in ("atom", "rss", "json")]
+
+
+@pytest.mark.parametrize(("typed", "first"), SEARCHES)
+def test_a_search_is_a_feed_a_reader_subscribes_to(site, client, typed, first):
+    config, base = site
+    query = urlencode({"q": typed})
+    for ext in ("atom", "rss"):
+        parsed = feedparser.parse(f"{base}/search.{ext}?{query}")
+        assert parsed.status == 200 and not parsed.bozo, parsed.get("bozo_exception")
+        assert first in [entry.title for entry in parsed.entries]
+        assert parsed.feed.title == f"Search: {typed}"
+        selves = [link.href for link in parsed.feed.links if link.rel == "self"]
+        assert selves == [f"{config.server.base_url}/search.{ext}?{query}"]
+        assert parsed.headers["cache-control"] == "public, max-age=60"
+        again = feedparser.parse(f"{base}/search.{ext}?{query}", etag=parsed.etag)
+        assert again.status == 304
+    atom = feedparser.parse(f"{base}/search.atom?{query}")
+    assert atom.feed.id == f"{config.server.base_url}/search.atom?{query}"
+    dates = [entry.published_parsed for entry in atom.entries]
+    assert dates == sorted(dates, reverse=True)  # a subscription: the newest matches first
+    document = client.get("/search.json", params={"q": typed})
+    assert document.headers["content-type"] == "application/feed+json; charset=utf-8"
+    assert document.json()["feed_url"] == f"{config.server.base_url}/search.json?{query}"
+    assert first in [item["title"] for item in document.json()["items"]]
+
+
+@pytest.mark.parametrize(
+    "typed", ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "'\"", 'a"b']
+)
+def test_hostile_queries_are_escaped(client, typed):
+    response = client.get("/search", params={"q": typed})
+    assert response.status_code in (200, 400)
+    page = lxml.html.fromstring(response.content)
+    assert page.xpath("//script | //img") == []
+    assert typed not in response.text
+    assert page.xpath('//input[@name="q"]/@value') == [typed]
+    policy = response.headers["content-security-policy"]
+    assert "form-action 'self'" in policy and "script-src" not in policy
+
+
+def test_empty_long_and_unreadable_queries_say_so_in_one_line(client):
+    blank = client.get("/search", params={"q": "  "})
+    assert blank.status_code == 200 and result_titles(blank) == []
+    assert lxml.html.fromstring(blank.content).xpath('//form[@action="search"]')
+    for typed, said in [
+        ("x" * 300, "search: a query has at most 200 characters"),
+        ("!!! ...", "only punctuation"),
+        ("fts:NEAR(", "cannot read the query"),
+    ]:
+        page = client.get("/search", params={"q": typed})
+        assert page.status_code == 400
+        [problem] = lxml.html.fromstring(page.content).xpath('//p[@class="problem"]')
+        assert said in problem.text_content()
+        feed = client.get("/search.atom", params={"q": typed})
+        assert feed.status_code == 400 and feed.headers["content-type"].startswith("text/plain")
+        assert said in feed.text and len(feed.text.splitlines()) == 1
+    huge = client.get("/search", params={"q": "y" * 10_000})
+    assert huge.status_code in (400, 414) and "y" * 300 not in huge.text
+    assert client.get("/search.atom").status_code == 400
+    assert client.get("/search.xml", params={"q": "NATO"}).status_code == 404
+
+
+def test_the_index_lists_each_feed_with_its_size_and_marks_empty_ones(site, client):
+    config, _ = site
+    page = lxml.html.fromstring(client.get("/").content)
+    rows = page.xpath('//ul[@class="feeds"]/li')
+    assert len(rows) == len(config.feeds)
+    empty = []
+    for feed, row in zip(config.feeds, rows, strict=True):
+        months = sorted((config.server.feeds_dir / feed.slug / "archive").glob("*.atom"))
+        published = sum(len(feedparser.parse(month.read_bytes()).entries) for month in months)
+        text = row.text_content()
+        if published:
+            assert f"{published} item" in text and "updated" in text, feed.slug
+            assert not row.xpath('.//*[@class="empty"]')
+        else:
+            assert row.xpath('.//*[@class="empty"]'), feed.slug
+            empty.append(feed.slug)
+    assert empty and len(empty) < len(config.feeds)  # this archive has both kinds
+    [form] = page.xpath('//form[@role="search"]')
+    assert form.get("action") == "search" and form.get("method") == "get"
+    assert form.xpath('.//input[@name="q"]')
+
+
+def test_the_latest_items_link_to_their_pages_else_to_the_original(site, client):
+    config, _ = site
+    page = lxml.html.fromstring(client.get("/").content)
+    items = page.xpath("//ol/li")
+    assert items
+    with Archive(config.archive.database, readonly=True) as archive:
+        by_title = {item.title: item for item in archive.list_items()}
+    for li in items:
+        links = li.xpath("./a[1]")
+        title = links[0].text_content() if links else li.text
+        item = by_title[title]
+        on_disk = config.server.feeds_dir / "items" / f"{item.id}.html"
+        if on_disk.exists():
+            assert links[0].get("href") == f"feeds/items/{item.id}.html"
+        elif item.link:
+            assert links[0].get("href") == item.link
+        else:
+            assert not links

@@ -21,12 +21,13 @@ from datetime import UTC, datetime
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from aggregator.config import Config
-from aggregator.errors import UsageError
-from aggregator.models import Item
+from aggregator.errors import SearchError, UsageError
+from aggregator.models import FeedSize, Item, SearchResult
+from aggregator.search import MAX_QUERY, MAX_RESULTS, parse_query
 from aggregator.serve import observe, pages
 from aggregator.serve.files import FeedFiles, Representation, represent, select
 from aggregator.serve.limits import Limits, protocol_with
@@ -39,6 +40,8 @@ SHUTDOWN_GRACE = 5  # seconds a stopping server waits for requests in flight
 _HTML_HEADERS = {k.decode(): v.decode() for k, v in pages.html_headers()}
 _NO_STORE = {"cache-control": "no-store", "x-content-type-options": "nosniff"}
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
+SEARCH_MAX_AGE = 60  # seconds: a search answers from an archive that changes every poll
+_SEARCH_PROBLEM = {"cache-control": "no-store", "x-content-type-options": "nosniff"}
 _NOT_ALLOWED_BODY = pages.METHOD_NOT_ALLOWED_HTML.encode()
 _NOT_ALLOWED = [
     *pages.html_headers(),
@@ -83,9 +86,39 @@ def create_app(config: Config) -> Starlette:
     )
 
     def index(request: Request) -> Response:  # sync: Starlette runs it in a worker thread
-        items, titles, error = _index_data(config)
-        body = pages.index_html(config, items, titles, error)
+        items, titles, sizes, error = _index_data(config)
+        pages_of = _item_pages(config, items)
+        body = pages.index_html(config, items, titles, error, sizes, pages_of)
         return HTMLResponse(body, headers={**_HTML_HEADERS, "cache-control": "no-cache"})
+
+    def search_page(request: Request) -> Response:
+        typed = request.query_params.get("q", "")
+        if not typed.strip():
+            return _search_page(config, "", [], {}, None, 200)
+        try:
+            query = parse_query(typed)
+            results, titles = _search(config, query.fts, newest_first=False)
+        except SearchError as exc:
+            return _search_page(config, typed[:MAX_QUERY], [], {}, str(exc), 400)
+        return _search_page(config, query.text, results, titles, None, 200)
+
+    def search_feed(request: Request) -> Response:
+        from aggregator.serve import searchfeeds
+
+        kind = request.path_params["kind"]
+        if kind not in searchfeeds.CONTENT_TYPES:
+            return HTMLResponse(pages.NOT_FOUND_HTML, 404, headers=_HTML_HEADERS)
+        try:
+            query = parse_query(request.query_params.get("q", ""))
+            results, states = _search(config, query.fts, newest_first=True, states=True)
+        except SearchError as exc:
+            return PlainTextResponse(f"{exc}\n", 400, headers=_SEARCH_PROBLEM)
+        info = searchfeeds.SearchFeedInfo.of_query(query.text, server.base_url)
+        body = searchfeeds.render(kind, info, [r.item for r in results], states)
+        # Last-Modified is now: an older item can join the results, so the newest date
+        # would not tell a change; the ETag (of the bytes) answers conditional requests.
+        rep = represent(body, searchfeeds.CONTENT_TYPES[kind], time.time(), SEARCH_MAX_AGE)
+        return _conditional(request, rep)
 
     def healthz(request: Request) -> Response:
         status, payload = observe.health(config, datetime.now(UTC))
@@ -104,6 +137,8 @@ def create_app(config: Config) -> Starlette:
 
     routes = [
         Route("/", index, methods=["GET", "HEAD"]),
+        Route("/search", search_page, methods=["GET", "HEAD"]),
+        Route("/search.{kind:str}", search_feed, methods=["GET", "HEAD"]),
         Route("/opml", opml_endpoint, methods=["GET", "HEAD"]),
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/metrics", metrics, methods=["GET", "HEAD"]),
@@ -128,18 +163,63 @@ def _raw(value: str | None) -> bytes | None:
     return value.encode("latin-1") if value is not None else None
 
 
-def _index_data(config: Config) -> tuple[list[Item], dict[str, str], str | None]:
-    """The partnership feed's latest items and the source titles, or why there are none."""
+def _index_data(
+    config: Config,
+) -> tuple[list[Item], dict[str, str], dict[str, FeedSize], str | None]:
+    """The partnership feed's latest items, the source titles and each feed's size, or why
+    there are none."""
     feed = pages.partnership_feed(config)
-    if feed is None or not config.archive.database.exists():
-        return [], {}, None
+    if not config.archive.database.exists():
+        return [], {}, {}, None
     try:
-        with Archive(config.archive.database, readonly=True) as archive:
+        with Archive(config.archive.database, readonly=True) as archive, archive.consistent_read():
             titles = {s.id: s.title for s in archive.list_sources(include_seed=True)}
-            items = archive.list_items(topics=feed.topics, min_score=feed.min_score, limit=20)
+            sizes = {f.slug: archive.feed_size(f.topics, f.min_score) for f in config.feeds}
+            items = (
+                archive.list_items(topics=feed.topics, min_score=feed.min_score, limit=20)
+                if feed
+                else []
+            )
     except (ArchiveError, sqlite3.Error) as exc:
-        return [], {}, str(exc)
-    return items, titles, None
+        return [], {}, {}, str(exc)
+    return items, titles, sizes, None
+
+
+def _search(
+    config: Config, fts: str, *, newest_first: bool, states: bool = False
+) -> tuple[list[SearchResult], dict]:
+    """The best (or newest) matches, and the sources by id: their titles, or with `states`
+    their whole state. SearchError when the archive cannot be searched."""
+    if not config.archive.database.exists():
+        raise SearchError("search: the archive holds nothing yet")
+    try:
+        with Archive(config.archive.database, readonly=True) as archive, archive.consistent_read():
+            results = archive.search_snippets(fts, MAX_RESULTS, newest_first=newest_first)
+            sources = archive.list_sources(include_seed=True)
+    except (ArchiveError, sqlite3.Error) as exc:
+        raise SearchError(f"search: the archive cannot be read right now ({exc})") from None
+    return results, {s.id: (s if states else s.title) for s in sources}
+
+
+def _search_page(
+    config: Config,
+    query: str,
+    results: list[SearchResult],
+    titles: dict[str, str],
+    problem: str | None,
+    status: int,
+) -> Response:
+    body = pages.search_html(
+        query, results, titles, _item_pages(config, [r.item for r in results]), problem
+    )
+    headers = {**_HTML_HEADERS, "cache-control": f"public, max-age={SEARCH_MAX_AGE}"}
+    return HTMLResponse(body, status, headers=headers)
+
+
+def _item_pages(config: Config, items: list[Item]) -> frozenset[int]:
+    """Which of these items have a page that publish wrote."""
+    folder = config.server.feeds_dir
+    return frozenset(i.id for i in items if (folder / pages.item_page_href(i.id)).is_file())
 
 
 def _published(config: Config) -> dict[str, str | None]:

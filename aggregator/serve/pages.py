@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from email.utils import formatdate
 from html import escape
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from aggregator.config import Config, FeedConfig
-from aggregator.models import Item, Precision, PublishState, SourceState
+from aggregator.models import FeedSize, Item, Precision, PublishState, SearchResult, SourceState
+from aggregator.search import MAX_QUERY
 
 FORMATS = (("atom", "Atom"), ("rss", "RSS"), ("json", "JSON Feed"))
 
@@ -26,12 +27,19 @@ STYLE = (
     "h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem}"
     "a{color:#0b4f9c}ul,ol{padding-left:1.2rem}li{margin:.5rem 0}"
     ".meta,.sub{color:#555;font-size:.9rem}.formats a{margin-right:.75rem}"
+    ".search{display:flex;flex-wrap:wrap;gap:.5rem;margin:1.5rem 0}"
+    ".search label{flex-basis:100%;font-weight:600}"
+    ".search input{flex:1 1 12rem;min-width:0;font:inherit;padding:.35rem .5rem;"
+    "border:1px solid #888;border-radius:4px}.search button{font:inherit;padding:.35rem 1rem}"
+    "mark{background:#fff0a0;color:inherit}.empty{color:#8a4b00;font-size:.9rem}"
+    ".problem{color:#a00}code{background:#f2f2f2;padding:0 .2rem}"
 )
 _STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
-# No scripts, no frames, no forms, no outside resources: only our one inline style block.
+# No scripts, no frames, no outside resources: only our one inline style block, and forms
+# that send to this site (the search box).
 CSP = (
     f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; base-uri 'none'; "
-    "form-action 'none'; frame-ancestors 'none'"
+    "form-action 'self'; frame-ancestors 'none'"
 )
 
 NOT_FOUND_HTML = (
@@ -61,14 +69,22 @@ def index_html(
     items: Sequence[Item],
     source_titles: dict[str, str],
     archive_error: str | None = None,
+    sizes: dict[str, FeedSize] | None = None,
+    item_pages: frozenset[int] = frozenset(),
 ) -> str:
+    """The feeds (with their sizes when the archive could tell them), a search box and the
+    partnership feed's latest items, linked to their pages (`item_pages`: ids that have one)."""
     feeds = config.feeds
     alternates = "".join(
         f'<link rel="alternate" type="application/atom+xml" title="{escape(f.title)}" '
         f'href="feeds/{escape(f.slug)}.atom">\n'
         for f in feeds
     )
-    feed_list = "".join(_feed_li(f) for f in feeds) or "<li>No feeds are configured.</li>"
+    sizes = sizes or {}
+    feed_list = (
+        "".join(_feed_li(f, sizes.get(f.slug)) for f in feeds)
+        or "<li>No feeds are configured.</li>"
+    )
     return (
         '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
@@ -79,22 +95,37 @@ def index_html(
         "<h1>NATO partnership feeds</h1>\n"
         "<p>Focused, deduplicated feeds of NATO news. Add a feed's address to your feed reader, "
         'or import <a href="opml">all of them as OPML</a>.</p>\n'
+        f"{search_form('')}"
         f'<h2>Feeds</h2>\n<ul class="feeds">\n{feed_list}</ul>\n'
-        f"{_items_section(config, items, source_titles, archive_error)}"
+        f"{_items_section(config, items, source_titles, archive_error, item_pages)}"
         '<p class="meta"><a href="healthz">Service health</a></p>\n'
         "</body>\n</html>\n"
     )
 
 
-def _feed_li(feed: FeedConfig) -> str:
+def _feed_li(feed: FeedConfig, size: FeedSize | None) -> str:
     links = " ".join(
         f'<a href="feeds/{escape(feed.slug)}.{ext}">{label}</a>' for ext, label in FORMATS
     )
     subtitle = f'<br><span class="sub">{escape(feed.subtitle)}</span>' if feed.subtitle else ""
     return (
-        f"<li><strong>{escape(feed.title)}</strong>{subtitle}"
+        f"<li><strong>{escape(feed.title)}</strong>{_size(size)}{subtitle}"
         f'<br><span class="formats">{links}</span></li>\n'
     )
+
+
+def _size(size: FeedSize | None) -> str:
+    if size is None:
+        return ""
+    if not size.items:
+        return ' <span class="empty">empty: no item has matched it yet</span>'
+    when = _show_date(size.updated, Precision.DAY) if size.updated else ""
+    updated = f", updated {when}" if when else ""
+    return f' <span class="meta">{_counted(size.items, "item")}{updated}</span>'
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def partnership_feed(config: Config) -> FeedConfig | None:
@@ -103,7 +134,11 @@ def partnership_feed(config: Config) -> FeedConfig | None:
 
 
 def _items_section(
-    config: Config, items: Sequence[Item], titles: dict[str, str], error: str | None
+    config: Config,
+    items: Sequence[Item],
+    titles: dict[str, str],
+    error: str | None,
+    item_pages: frozenset[int],
 ) -> str:
     feed = partnership_feed(config)
     if feed is None:
@@ -113,24 +148,148 @@ def _items_section(
         return heading + '<p class="meta">The archive cannot be read right now.</p>\n'
     if not items:
         return heading + "<p>No items yet.</p>\n"
-    rows = "".join(_item_li(item, titles) for item in items)
+    rows = "".join(_item_li(item, titles, item.id in item_pages) for item in items)
     return f"{heading}<ol>\n{rows}</ol>\n"
 
 
-def _item_li(item: Item, titles: dict[str, str]) -> str:
+def _item_li(item: Item, titles: dict[str, str], has_page: bool, passage: str = "") -> str:
+    """An item's title linked to its page (else to the original), its date and source; the
+    original link beside a page's."""
     title = escape(item.title)
-    if item.link and urlsplit(item.link).scheme in ("http", "https"):
-        title = f'<a href="{escape(item.link)}">{title}</a>'
+    original = _original(item)
+    if has_page:
+        title = f'<a href="{item_page_href(item.id)}">{title}</a>'
+    elif original:
+        title = f'<a href="{escape(original)}">{title}</a>'
     source = escape(titles.get(item.source_id, item.source_id))
     when = _show_date(item.published, item.precision)
     stamp = item.published.strftime("%Y-%m-%dT%H:%M:%SZ")
     meta = f'<time datetime="{stamp}">{when}</time> · {source}'
-    return f'<li>{title}<br><span class="meta">{meta}</span></li>\n'
+    if has_page and original:
+        meta += f' · <a href="{escape(original)}">original</a>'
+    snippet = f'<br><span class="passage">{passage}</span>' if passage else ""
+    return f'<li>{title}{snippet}<br><span class="meta">{meta}</span></li>\n'
+
+
+def item_page_href(item_id: int) -> str:
+    """Where publish writes an item's page, relative to the site's root."""
+    return f"feeds/items/{item_id}.html"
+
+
+def _original(item: Item) -> str | None:
+    link = item.link
+    return link if link and urlsplit(link).scheme in ("http", "https") else None
 
 
 def _show_date(value: datetime, precision: Precision) -> str:
     day = f"{value.day} {value:%b %Y}"
     return day if precision is Precision.DAY else f"{day}, {value:%H:%M} UTC"
+
+
+# --- search -----------------------------------------------------------------------------------
+
+
+def search_form(query: str) -> str:
+    """A GET form to /search: the browser builds the URL, no script runs."""
+    return (
+        '<form class="search" action="search" method="get" role="search">\n'
+        '<label for="q">Search the archive</label>\n'
+        f'<input id="q" name="q" type="search" value="{escape(query)}" maxlength="{MAX_QUERY}" '
+        'placeholder="Indo-Pacific, &quot;defence capacity&quot;, partner*">\n'
+        "<button>Search</button>\n</form>\n"
+    )
+
+
+def search_html(
+    query: str,
+    results: Sequence[SearchResult],
+    titles: dict[str, str],
+    item_pages: frozenset[int],
+    problem: str | None = None,
+) -> str:
+    """The results page: the best matches with their passages, and the search as feeds."""
+    feeds = ""
+    if query and problem is None:
+        encoded = escape(urlencode({"q": query}))
+        feeds = "".join(
+            f'<link rel="alternate" type="{kind}" title="Search: {escape(query)} ({label})" '
+            f'href="search.{ext}?{encoded}">\n'
+            for ext, kind, label in SEARCH_FEEDS
+        )
+    return (
+        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{escape(_search_title(query))}</title>\n{feeds}"
+        f"<style>{STYLE}</style>\n</head>\n<body>\n"
+        f'<p class="meta"><a href="./">NATO partnership feeds</a></p>\n'
+        f"<h1>{escape(_search_title(query))}</h1>\n"
+        f"{search_form(query)}"
+        f"{_search_body(query, results, titles, item_pages, problem)}"
+        f"{_search_help()}"
+        "</body>\n</html>\n"
+    )
+
+
+SEARCH_FEEDS = (
+    ("atom", "application/atom+xml", "Atom"),
+    ("rss", "application/rss+xml", "RSS"),
+    ("json", "application/feed+json", "JSON Feed"),
+)
+
+
+def _search_title(query: str) -> str:
+    return f"Search: {query}" if query else "Search the archive"
+
+
+def _search_body(
+    query: str,
+    results: Sequence[SearchResult],
+    titles: dict[str, str],
+    item_pages: frozenset[int],
+    problem: str | None,
+) -> str:
+    if problem:
+        return f'<p class="problem">{escape(problem)}</p>\n'
+    if not query:
+        return ""
+    encoded = escape(urlencode({"q": query}))
+    subscribe = " ".join(
+        f'<a href="search.{ext}?{encoded}">{label}</a>' for ext, _, label in SEARCH_FEEDS
+    )
+    found = (
+        f"{_counted(len(results), 'item')} found, best match first"
+        if results
+        else "Nothing matches."
+    )
+    rows = "".join(
+        _item_li(r.item, titles, r.item.id in item_pages, highlighted(r.passage)) for r in results
+    )
+    listing = f'<ol class="results">\n{rows}</ol>\n' if rows else ""
+    return (
+        f'<p class="meta">{found} <span class="formats">Follow this search: {subscribe}</span>'
+        f"</p>\n{listing}"
+    )
+
+
+def highlighted(passage: Sequence[tuple[str, bool]]) -> str:
+    """The passage as HTML: every run escaped, the matched ones in <mark>."""
+    return "".join(
+        f"<mark>{escape(text)}</mark>" if matched else escape(text) for text, matched in passage
+    )
+
+
+def _search_help() -> str:
+    return (
+        '<details class="help"><summary>How to search</summary>\n<ul>\n'
+        "<li>Words as you write them (<code>Indo-Pacific</code>, <code>NATO's</code>): "
+        "every one must appear.</li>\n"
+        '<li><code>"defence capacity"</code>: the words together, in that order.</li>\n'
+        "<li><code>partner*</code>: words that begin so.</li>\n"
+        "<li><code>Georgia OR Ukraine</code>: either; <code>-Russia</code>: not that word.</li>\n"
+        "<li><code>fts:</code> then SQLite FTS5 syntax: "
+        "<code>fts: title:Georgia NEAR(defence reform)</code>.</li>\n"
+        "</ul></details>\n"
+    )
 
 
 # --- OPML ------------------------------------------------------------------------------------

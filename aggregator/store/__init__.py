@@ -156,10 +156,12 @@ class Archive(
         with _query_read(query):
             return super().search(query, limit)
 
-    def search_snippets(self, query: str, limit: int = 20) -> list[SearchResult]:
+    def search_snippets(
+        self, query: str, limit: int = 20, *, newest_first: bool = False
+    ) -> list[SearchResult]:
         """As `search`, each item with the passage that matched."""
         with _query_read(query):
-            return super().search_snippets(query, limit)
+            return super().search_snippets(query, limit, newest_first=newest_first)
 
     # --- maintenance -------------------------------------------------------------------
 

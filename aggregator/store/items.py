@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from aggregator.models import (
     Action,
     Candidate,
+    FeedSize,
     IngestCounts,
     Intent,
     Item,
@@ -324,6 +325,12 @@ class ItemsMixin:
             params.append(limit)
         return self._with_topics([_item(r) for r in self.conn.execute(sql, params)])
 
+    def feed_size(self: Archive, topics: Sequence[str], min_score: float = 0.0) -> FeedSize:
+        where, params = feed_carries(topics, min_score)
+        sql = f"SELECT count(*), max(updated) FROM items WHERE {where}"
+        count, updated = self.conn.execute(sql, params).fetchone()
+        return FeedSize(count, from_text(updated) if updated else None)
+
     def iter_items(self: Archive) -> Iterator[Item]:
         """Every item, oldest id first, without loading them all at once."""
         for row in self.conn.execute(f"{_ITEM_SELECT} ORDER BY id"):
@@ -351,14 +358,21 @@ class ItemsMixin:
         """Full-text search (FTS5 syntax), best match first."""
         return [found.item for found in self.search_snippets(query, limit)]
 
-    def search_snippets(self: Archive, query: str, limit: int = 20) -> list[SearchResult]:
-        """Full-text search (FTS5 syntax), best match first (bm25, a title counting most),
-        each item with a passage around what matched."""
+    def search_snippets(
+        self: Archive, query: str, limit: int = 20, *, newest_first: bool = False
+    ) -> list[SearchResult]:
+        """Full-text search (FTS5 syntax), best match first (bm25, a title counting most)
+        or the newest matches first, each item with a passage around what matched."""
         columns = ", ".join(f"items.{c.strip()}" for c in _ITEM_COLUMNS.split(","))
+        order = (
+            "items.published DESC, items.id DESC"
+            if newest_first
+            else f"bm25(items_fts, {_BM25_WEIGHTS})"
+        )
         sql = (
             f"SELECT {columns}, snippet(items_fts, -1, ?, ?, '…', {SNIPPET_TOKENS}) "
             "FROM items_fts JOIN items ON items.id = items_fts.rowid "
-            f"WHERE items_fts MATCH ? ORDER BY bm25(items_fts, {_BM25_WEIGHTS}) LIMIT ?"
+            f"WHERE items_fts MATCH ? ORDER BY {order} LIMIT ?"
         )
         rows = self.conn.execute(sql, (_MARK_START, _MARK_END, query, limit)).fetchall()
         items = self._with_topics([_item(row) for row in rows])
