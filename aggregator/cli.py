@@ -586,6 +586,60 @@ def fetch_command(state: State, source_id: str | None, force: bool) -> None:
         sys.exit(EXIT_FAILURE)
 
 
+@cli.command("capture")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="at most N pages")
+@click.option("--item", "item_id", type=int, default=None, help="capture this item's page again")
+@click.option("--status", is_flag=True, help="count captures by state; show the latest problems")
+@pass_state
+def capture_command(state: State, limit: int | None, item_id: int | None, status: bool) -> None:
+    """Fetch the article behind each queued item, politely, and keep its text."""
+    if status:
+        _show_captures(state)
+        return
+    from aggregator import pipeline
+
+    with state.writing("capture", sync=True) as archive, TerminalProgress() as progress:
+        reports = pipeline.capture_queue(
+            archive, state.config, limit=limit, item_id=item_id, progress=progress
+        )
+        problem = _publish_problem(archive)
+    for report in reports:
+        click.echo(_capture_line(report))
+    tally: dict[str, int] = {}
+    for report in reports:
+        tally[report.state.value] = tally.get(report.state.value, 0) + 1
+    said = ", ".join(f"{count} {name}" for name, count in sorted(tally.items()))
+    click.echo(f"{_counted(len(reports), 'capture')}{': ' + said if said else ''}")
+    if problem:
+        _die(f"error: {problem}", EXIT_FAILURE)
+
+
+def _capture_line(report) -> str:
+    if report.not_modified:
+        what = "unchanged (304)"
+    elif report.stored:
+        what = f"captured, {report.characters} characters: a new revision"
+    elif report.characters:
+        what = f"captured, {report.characters} characters: the same text"
+    else:
+        what = f"{report.state.value}: {report.reason}"
+    return f"item {report.item_id}: {what} ({report.url})"
+
+
+def _show_captures(state: State) -> None:
+    from aggregator.models import CaptureState
+
+    with state.archive() as archive:
+        counts = archive.capture_counts()
+        problems = archive.captures_in(
+            (CaptureState.GIVEN_UP, CaptureState.DISALLOWED, CaptureState.PENDING), 10
+        )
+    click.echo(", ".join(f"{count} {name}" for name, count in counts.items()))
+    for record in problems:
+        if record.reason:
+            click.echo(f"item {record.item_id} {record.state.value}: {record.reason}")
+
+
 @cli.group("sources", invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
 @click.pass_context

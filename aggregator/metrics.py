@@ -55,3 +55,9 @@ PUBLISH_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
     registry=REGISTRY,
 )
+CAPTURES = Counter(
+    "aggregator_captures",
+    "Capture attempts of article pages by the state they left (captured, pending, ...)",
+    ["state"],
+    registry=REGISTRY,
+)

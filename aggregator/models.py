@@ -346,3 +346,16 @@ class CaptureRecord:
     author: str | None
     captured: datetime | None
     page: bytes | None = None  # decompressed; only when asked for
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureReport:
+    """One capture attempt, for the command line and the daemon's log."""
+
+    item_id: int
+    url: str
+    state: CaptureState
+    reason: str | None = None
+    stored: bool = False  # the article became the item's new revision
+    characters: int = 0  # of the article's text, when one was found
+    not_modified: bool = False

@@ -43,6 +43,10 @@ from aggregator.logs import event
 from aggregator.models import (
     Action,
     Candidate,
+    CaptureJob,
+    CaptureOutcome,
+    CaptureReport,
+    CaptureState,
     Entry,
     FetchLogEntry,
     Identity,
@@ -58,6 +62,7 @@ from aggregator.parse.feed import FeedError, ParsedFeed
 from aggregator.parse.seed import read_seed_file, seed_files
 from aggregator.poll import PollReport, body_hash, outcome_label, skip_reason, source_outcome
 from aggregator.store import Archive, ArchiveError
+from aggregator.store.publishing import PublishDebt
 from aggregator.store.sources import SEED_SOURCE_ID
 
 if TYPE_CHECKING:
@@ -193,10 +198,24 @@ def classify_and_publish(archive: Archive, config: Config, counts: IngestCounts)
         return True
     debt = archive.publish_debt()  # read first: a change stored meanwhile stays owed
     topics = classify_items(archive, config, counts.item_ids)
+    return publish_touched(archive, config, counts, topics, debt)
+
+
+def publish_touched(
+    archive: Archive,
+    config: Config,
+    counts: IngestCounts,
+    topics: set[str],
+    debt: PublishDebt,
+    own_marks: int = 1,
+) -> bool:
+    """Republish the feeds of `topics` (the months of `counts`), or every feed and month
+    when `debt` holds more than the `own_marks` the changes themselves made. False when
+    the publish failed (recorded and owed)."""
     from aggregator.publish import PublishError, feeds_touched
 
     touched = feeds_touched(config, topics)
-    owed_before = debt.unsettled > 1  # more than this store's own mark
+    owed_before = debt.unsettled > own_marks
     feeds = [feed for feed in config.feeds if owed_before or feed.slug in touched]
     months = None if owed_before else counts.months  # a debt from before: every month
     try:
@@ -409,6 +428,74 @@ class Pipeline:
         """`work(archive, *args)` in a worker thread, holding the write lock."""
         async with self.lock:
             return await asyncio.to_thread(work, self.archive, *args)
+
+    async def capture_due(
+        self,
+        config: Config,
+        capturer: Capturer,
+        *,
+        limit: int | None = None,
+        item_id: int | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
+        stopping: asyncio.Event | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> list[CaptureReport]:
+        """Capture the due pages (at most `limit`; or only `item_id`'s), a few at a time,
+        each host at its pace; store each as it comes, publish once at the end. A page
+        still in flight when `stopping` is set is left pending."""
+        jobs = await self.run_locked(Archive.due_captures, clock(), limit, item_id)
+        reports: list[CaptureReport] = []
+        stored: list[IngestCounts] = []
+        topics: set[str] = set()
+        gate = asyncio.Semaphore(CAPTURE_CONCURRENCY)
+
+        async def one(job: CaptureJob) -> None:
+            async with gate:
+                report, counts, touched = await self._capture(
+                    config, capturer, job, stopping, clock
+                )
+            if report is not None:
+                reports.append(report)
+            if counts.item_ids:
+                stored.append(counts)
+                topics.update(touched)
+            if progress:
+                progress("capture", len(reports), len(jobs))
+
+        await asyncio.gather(*(one(job) for job in jobs))
+        if stored:
+            await self.run_locked(_publish_captures, config, stored, topics)
+        return reports
+
+    async def _capture(
+        self,
+        config: Config,
+        capturer: Capturer,
+        job: CaptureJob,
+        stopping: asyncio.Event | None,
+        clock: Callable[[], datetime],
+    ) -> tuple[CaptureReport | None, IngestCounts, set[str]]:
+        now = clock().replace(microsecond=0)
+        try:
+            outcome = await _unless(stopping, capturer.attempt(job, now, random.random()))
+        except PollAbandoned:
+            return None, IngestCounts(), set()
+        except Exception as exc:  # a fault no stage foresaw is this page's failure alone
+            from aggregator.capture import outcome as capture_outcome
+
+            _log_fault("capture of item %s failed", str(job.item_id), exc)
+            error = f"internal error: {describe(exc)}"
+            outcome = capture_outcome.failed(job, now, random.random(), error,
+                                             policy=capturer.policy)  # fmt: skip
+        try:
+            counts, touched = await self.run_locked(_store_capture, config, job, outcome)
+        except Exception as exc:
+            _log_fault("storing the capture of item %s failed", str(job.item_id), exc)
+            failure = CaptureReport(job.item_id, job.url, CaptureState.PENDING,
+                                    f"not stored: {describe(exc)}")  # fmt: skip
+            return failure, IngestCounts(), set()
+        metrics.CAPTURES.labels(state=outcome.state.value).inc()
+        return _capture_report(job, outcome, bool(counts.item_ids)), counts, touched
 
     async def poll(
         self,
@@ -785,6 +872,142 @@ def describe(exc: BaseException) -> str:
     else:
         line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return line if len(line) <= MAX_ERROR else line[: MAX_ERROR - 1] + "…"
+
+
+# --- capture: the article behind each item -------------------------------------------------
+#
+#     capture: queue -> guard -> robots.txt -> (host's turn) fetch page -> WARC -> extract
+#              -> store revision + classify -> publish what it touched (once per run)
+
+
+CAPTURE_CONCURRENCY = 8  # captures in flight; each host still gets one request per interval
+
+
+class Capturer:
+    """What captures share over a run, or a daemon's life: the fetcher, each host's turns,
+    robots.txt rules per origin, the WARC file."""
+
+    def __init__(self, config: Config, fetcher: Fetcher):
+        from aggregator.capture.pace import HostPace, RetryPolicy
+
+        self.config = config
+        self.fetcher = fetcher
+        self.pace = HostPace(config.capture.per_host_interval)
+        self.policy = RetryPolicy(max_attempts=config.capture.max_attempts)
+        self.agent = fetcher.request_headers()["user-agent"]
+        self._robots: dict[bool, Any] = {}  # per private_ok: a refused robots.txt is no answer
+
+    def robots(self, private_ok: bool):
+        from aggregator.capture.robots import RobotsCache
+
+        async def get(url: str) -> tuple[int | None, bytes]:
+            await self.pace.turn(url)
+            answer = await self.fetcher.get(url, remote=True, private_ok=private_ok)
+            return (answer.status if answer.error is None else None), answer.body
+
+        if private_ok not in self._robots:
+            self._robots[private_ok] = RobotsCache(get)
+        return self._robots[private_ok]
+
+    async def attempt(self, job: CaptureJob, now: datetime, rand: float) -> CaptureOutcome:
+        """One capture of `job`'s page, from the guard to the extracted article."""
+        from aggregator.capture import outcome, robots
+        from aggregator.netguard import check_target
+
+        private_ok = self.config.private_ok(job.source_id)
+        refusal = await asyncio.to_thread(check_target, job.url, private_ok)
+        if refusal:
+            return outcome.refused(job, now, refusal)
+        rules = await self.robots(private_ok).rules_for(job.url)
+        if not robots.allowed(rules, job.url, self.agent):
+            if rules.policy == "disallow all":  # robots.txt failed: ask again later
+                return outcome.failed(job, now, rand, rules.reason, policy=self.policy)
+            return outcome.disallowed(job, now, job.url)
+        await self.pace.turn(job.url)
+        page = await self.fetcher.get(
+            job.url, job.etag, job.last_modified, remote=True, private_ok=private_ok
+        )
+        if page.not_modified:
+            return outcome.not_modified(job, now)
+        if not page.ok:
+            error = page.error or f"HTTP {page.status}"
+            return outcome.failed(job, now, rand, error, status=page.status,
+                                  retry_after=page.retry_after, policy=self.policy)  # fmt: skip
+        await asyncio.to_thread(self._keep(job, page, now))
+        extracted = None
+        if outcome.is_html(page.headers):
+            from aggregator.capture.extract import extract
+
+            extracted = await in_own_thread(extract, page.body, page.final_url)
+        return outcome.answered(
+            job, now, page.status, page.final_url, page.headers, page.body, extracted
+        )
+
+    def _keep(self, job: CaptureJob, page: FetchResult, now: datetime) -> Callable[[], None]:
+        """Writing the page's request and response to the WARC file, to run in a thread."""
+        from aggregator.capture.warc import append_capture
+
+        path = self.config.capture.warc
+        sent = self.fetcher.request_headers(job.etag, job.last_modified)
+
+        def write() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            append_capture(path, page.final_url, now, page.status, page.headers, page.body, sent)
+
+        return write
+
+
+def capture_queue(
+    archive: Archive,
+    config: Config,
+    *,
+    limit: int | None = None,
+    item_id: int | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> list[CaptureReport]:
+    """`capture`: work the due captures (at most `limit`), or capture `item_id` again now;
+    then republish what the new articles touched."""
+    if item_id is not None and not archive.requeue_capture(item_id, clock()):
+        raise UsageError(f"item {item_id}: no such item, or it has no link to capture")
+
+    async def run() -> list[CaptureReport]:
+        async with Fetcher(config) as fetcher:
+            return await Pipeline(archive).capture_due(
+                config, Capturer(config, fetcher), limit=limit, item_id=item_id,
+                progress=progress, clock=clock,
+            )  # fmt: skip
+
+    return asyncio.run(run())
+
+
+def _store_capture(
+    archive: Archive, config: Config, job: CaptureJob, outcome: CaptureOutcome
+) -> tuple[IngestCounts, set[str]]:
+    """Record the attempt; a new article is classified in the same transaction, so a
+    process that dies before the publish leaves only the publish owed."""
+    with archive.transaction():
+        counts = archive.record_capture(job, outcome)
+        topics = classify_items(archive, config, counts.item_ids) if counts.item_ids else set()
+    return counts, topics
+
+
+def _publish_captures(
+    archive: Archive, config: Config, stored: list[IngestCounts], topics: set[str]
+) -> bool:
+    months = frozenset().union(*(counts.months for counts in stored))
+    ids = tuple(item for counts in stored for item in counts.item_ids)
+    counts = IngestCounts(updated=len(ids), item_ids=ids, months=months)
+    debt = archive.publish_debt()
+    return publish_touched(archive, config, counts, topics, debt, own_marks=len(stored))
+
+
+def _capture_report(job: CaptureJob, outcome: CaptureOutcome, stored: bool) -> CaptureReport:
+    article = outcome.article
+    return CaptureReport(
+        job.item_id, job.url, outcome.state, outcome.reason, stored,
+        len(article.text) if article else 0, outcome.status == 304,
+    )  # fmt: skip
 
 
 # --- running a parse that may be abandoned ------------------------------------------------
