@@ -136,10 +136,12 @@ class FeedSize:
 
 @dataclass(frozen=True, slots=True)
 class SearchResult:
-    """A search result: the item and a passage of its text around what matched."""
+    """A search result: the item, its title and a passage of its text around what matched,
+    each as runs of text in order, every run (text, matched)."""
 
     item: Item
-    passage: tuple[tuple[str, bool], ...]  # runs of text in order, each (text, matched)
+    title: tuple[tuple[str, bool], ...]
+    passage: tuple[tuple[str, bool], ...]  # from the summary or the full text
 
 
 @dataclass(frozen=True, slots=True)

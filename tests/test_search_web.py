@@ -15,8 +15,12 @@ import pytest
 
 from aggregator import config as config_module
 from aggregator import pipeline
+from aggregator.models import Entry
 from aggregator.parse.feed import parse_feed
+from aggregator.search import parse_query
+from aggregator.serve.pages import highlighted
 from aggregator.store import Archive
+from aggregator.store.sources import SourceSpec
 from tests.conftest import FIXTURES, ROOT, SEEDS
 from tests.test_serve import serving
 
@@ -114,7 +118,9 @@ def client(site) -> Iterator[httpx.Client]:
 
 def result_titles(response: httpx.Response) -> list[str]:
     page = lxml.html.fromstring(response.content)
-    return [li.xpath("string(./a[1])") or li.text for li in page.xpath('//ol[@class="results"]/li')]
+    return [
+        li.xpath('string(./*[@class="title"])') for li in page.xpath('//ol[@class="results"]/li')
+    ]
 
 
 SEARCHES = [
@@ -227,13 +233,27 @@ def test_the_latest_items_link_to_their_pages_else_to_the_original(site, client)
     with Archive(config.archive.database, readonly=True) as archive:
         by_title = {item.title: item for item in archive.list_items()}
     for li in items:
-        links = li.xpath("./a[1]")
-        title = links[0].text_content() if links else li.text
-        item = by_title[title]
+        [title] = li.xpath('./*[@class="title"]')
+        item = by_title[title.text_content()]
         on_disk = config.server.feeds_dir / "items" / f"{item.id}.html"
         if on_disk.exists():
-            assert links[0].get("href") == f"feeds/items/{item.id}.html"
-        elif item.link:
-            assert links[0].get("href") == item.link
+            assert title.get("href") == f"feeds/items/{item.id}.html"
         else:
-            assert not links
+            assert title.get("href") == item.link  # None: the title is not a link
+
+
+def test_what_a_source_wrote_is_text_in_a_result_and_only_matches_are_marked(tmp_path):
+    hostile = "<script>alert(1)</script> & <mark>partners</mark>"
+    with Archive(tmp_path / "archive.db") as archive:
+        archive.sync_sources([SourceSpec("s", "S", "https://example.org/feed", True)])
+        entry = Entry(title=hostile, link="https://example.org/1", summary_text=hostile)
+        pipeline.store_entries(archive, [entry], "s")
+        [found] = archive.search_snippets(parse_query("script partners").fts)
+    for runs in (found.title, found.passage):
+        assert "".join(text for text, _ in runs) == hostile
+        assert [text for text, matched in runs if matched] == ["script", "script", "partners"]
+        shown = highlighted(runs)
+        assert shown == (
+            "&lt;<mark>script</mark>&gt;alert(1)&lt;/<mark>script</mark>&gt; &amp; "
+            "&lt;mark&gt;<mark>partners</mark>&lt;/mark&gt;"
+        )

@@ -118,10 +118,10 @@ def _size(size: FeedSize | None) -> str:
     if size is None:
         return ""
     if not size.items:
-        return ' <span class="empty">empty: no item has matched it yet</span>'
+        return '<br><span class="empty">empty: no item has matched it yet</span>'
     when = _show_date(size.updated, Precision.DAY) if size.updated else ""
     updated = f", updated {when}" if when else ""
-    return f' <span class="meta">{_counted(size.items, "item")}{updated}</span>'
+    return f'<br><span class="meta">{_counted(size.items, "item")}{updated}</span>'
 
 
 def _counted(count: int, noun: str) -> str:
@@ -152,15 +152,20 @@ def _items_section(
     return f"{heading}<ol>\n{rows}</ol>\n"
 
 
-def _item_li(item: Item, titles: dict[str, str], has_page: bool, passage: str = "") -> str:
+def _item_li(
+    item: Item, titles: dict[str, str], has_page: bool, found: SearchResult | None = None
+) -> str:
     """An item's title linked to its page (else to the original), its date and source; the
-    original link beside a page's."""
-    title = escape(item.title)
+    original link beside a page's; for a search result, what matched marked."""
+    title = highlighted(found.title) if found else escape(item.title)
+    passage = highlighted(found.passage) if found else ""
     original = _original(item)
     if has_page:
-        title = f'<a href="{item_page_href(item.id)}">{title}</a>'
+        title = f'<a class="title" href="{item_page_href(item.id)}">{title}</a>'
     elif original:
-        title = f'<a href="{escape(original)}">{title}</a>'
+        title = f'<a class="title" href="{escape(original)}">{title}</a>'
+    else:
+        title = f'<span class="title">{title}</span>'
     source = escape(titles.get(item.source_id, item.source_id))
     when = _show_date(item.published, item.precision)
     stamp = item.published.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -195,7 +200,7 @@ def search_form(query: str) -> str:
         '<form class="search" action="search" method="get" role="search">\n'
         '<label for="q">Search the archive</label>\n'
         f'<input id="q" name="q" type="search" value="{escape(query)}" maxlength="{MAX_QUERY}" '
-        'placeholder="Indo-Pacific, &quot;defence capacity&quot;, partner*">\n'
+        'placeholder="Indo-Pacific, partner*">\n'
         "<button>Search</button>\n</form>\n"
     )
 
@@ -261,13 +266,11 @@ def _search_body(
         if results
         else "Nothing matches."
     )
-    rows = "".join(
-        _item_li(r.item, titles, r.item.id in item_pages, highlighted(r.passage)) for r in results
-    )
+    rows = "".join(_item_li(r.item, titles, r.item.id in item_pages, r) for r in results)
     listing = f'<ol class="results">\n{rows}</ol>\n' if rows else ""
     return (
-        f'<p class="meta">{found} <span class="formats">Follow this search: {subscribe}</span>'
-        f"</p>\n{listing}"
+        f'<p class="meta">{found}<br><span class="formats">Follow this search in a feed reader: '
+        f"{subscribe}</span></p>\n{listing}"
     )
 
 

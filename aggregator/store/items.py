@@ -370,15 +370,32 @@ class ItemsMixin:
             else f"bm25(items_fts, {_BM25_WEIGHTS})"
         )
         sql = (
-            f"SELECT {columns}, snippet(items_fts, -1, ?, ?, '…', {SNIPPET_TOKENS}) "
+            f"SELECT {columns}, highlight(items_fts, 0, :start, :end), "
+            f"{_snippet(1)}, {_snippet(2)} "
             "FROM items_fts JOIN items ON items.id = items_fts.rowid "
-            f"WHERE items_fts MATCH ? ORDER BY {order} LIMIT ?"
+            f"WHERE items_fts MATCH :query ORDER BY {order} LIMIT :limit"
         )
-        rows = self.conn.execute(sql, (_MARK_START, _MARK_END, query, limit)).fetchall()
+        marks = {"start": _MARK_START, "end": _MARK_END}
+        rows = self.conn.execute(sql, {**marks, "query": query, "limit": limit}).fetchall()
         items = self._with_topics([_item(row) for row in rows])
         return [
-            SearchResult(item, _passage(row[-1])) for item, row in zip(items, rows, strict=True)
+            SearchResult(item, _runs(row[-3]), _runs(_matched_or_first(row[-2], row[-1])))
+            for item, row in zip(items, rows, strict=True)
         ]
+
+
+def _snippet(column: int) -> str:
+    """A column's passage around what matched (its first words when nothing did)."""
+    return f"snippet(items_fts, {column}, :start, :end, '…', {SNIPPET_TOKENS})"
+
+
+def _matched_or_first(summary: str | None, content: str | None) -> str:
+    """The passage to show besides the title: the summary's if a match is in it, else the
+    full text's if one is there, else the summary's first words."""
+    for passage in (summary, content):
+        if passage and _MARK_START in passage:
+            return passage
+    return summary or content or ""
 
 
 SNIPPET_TOKENS = 24  # words in a search result's passage
@@ -389,7 +406,7 @@ _MARK_START, _MARK_END = "\x02", "\x03"
 _MARKED = re.compile(f"{_MARK_START}([^{_MARK_START}{_MARK_END}]*){_MARK_END}")
 
 
-def _passage(snippet: str) -> tuple[tuple[str, bool], ...]:
+def _runs(snippet: str) -> tuple[tuple[str, bool], ...]:
     runs: list[tuple[str, bool]] = []
     at = 0
     for match in _MARKED.finditer(snippet):
