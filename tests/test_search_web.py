@@ -257,3 +257,20 @@ def test_what_a_source_wrote_is_text_in_a_result_and_only_matches_are_marked(tmp
             "&lt;<mark>script</mark>&gt;alert(1)&lt;/<mark>script</mark>&gt; &amp; "
             "&lt;mark&gt;<mark>partners</mark>&lt;/mark&gt;"
         )
+
+
+def test_an_item_page_opens_by_number_published_id_or_url(site, client):
+    config, _ = site
+    with Archive(config.archive.database, readonly=True) as archive:
+        [jordan] = [item for item in archive.list_items() if item.title == JORDAN]
+    page = config.server.feeds_dir / "items" / f"{jordan.id}.html"
+    if not page.exists():  # as publish writes it
+        page.parent.mkdir(exist_ok=True)
+        page.write_text("<!doctype html><title>Jordan</title>", encoding="utf-8")
+    for reference in (str(jordan.id), jordan.atom_id, JORDAN_LINK, JORDAN_LINK + "?utm_medium=x"):
+        response = client.get("/item", params={"id": reference})
+        assert response.status_code == 303, reference
+        assert response.headers["location"] == f"feeds/items/{jordan.id}.html"
+    for unknown in ("999999", "https://www.nato.int/nothing.htm", "", "<script>"):
+        response = client.get("/item", params={"id": unknown})
+        assert response.status_code == 404 and "<script>" not in response.text

@@ -1,8 +1,9 @@
 """serve: the read-only HTTP face of the aggregator (Starlette on uvicorn).
 
 Routes: /feeds/<slug>.atom|.rss|.json and /feeds/<slug>/archive/<YYYY-MM>.atom (the files
-publish wrote, see `files`), / (HTML index), /opml, /healthz and /metrics (see `observe`).
-Only GET and HEAD.
+publish wrote, see `files`), / (HTML index), /search?q= (HTML) and /search.atom|.rss|.json?q=
+(see `searchfeeds`), /item?id= (to an item's page by number, published id or URL), /opml,
+/healthz and /metrics (see `observe`). Only GET and HEAD.
 
 `create_app(config)` is the ASGI app and `make_server(config)` a uvicorn server for it that
 can run on its own (`run`) or inside another event loop (`await server.serve()`).
@@ -21,13 +22,19 @@ from datetime import UTC, datetime
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Route
 
 from aggregator.config import Config
 from aggregator.errors import SearchError, UsageError
 from aggregator.models import FeedSize, Item, SearchResult
-from aggregator.search import MAX_QUERY, MAX_RESULTS, parse_query
+from aggregator.search import MAX_QUERY, MAX_RESULTS, item_reference, parse_query
 from aggregator.serve import observe, pages
 from aggregator.serve.files import FeedFiles, Representation, represent, select
 from aggregator.serve.limits import Limits, protocol_with
@@ -120,6 +127,19 @@ def create_app(config: Config) -> Starlette:
         rep = represent(body, searchfeeds.CONTENT_TYPES[kind], time.time(), SEARCH_MAX_AGE)
         return _conditional(request, rep)
 
+    def item_lookup(request: Request) -> Response:
+        """/item?id= with an archive number, a published id or a URL: to the item's page."""
+        try:
+            reference = item_reference(request.query_params.get("id", ""))
+            with Archive(config.archive.database, readonly=True) as archive:
+                item = archive.find_item(reference)
+        except (ArchiveError, SearchError, sqlite3.Error):
+            item = None
+        pages_of = _item_pages(config, [item] if item else [])
+        if item is None or item.id not in pages_of:
+            return HTMLResponse(pages.NO_ITEM_HTML, 404, headers=_HTML_HEADERS)
+        return RedirectResponse(pages.item_page_href(item.id), 303, headers=_NO_STORE)
+
     def healthz(request: Request) -> Response:
         status, payload = observe.health(config, datetime.now(UTC))
         if status == 200 or payload["status"] != "unavailable":
@@ -139,6 +159,7 @@ def create_app(config: Config) -> Starlette:
         Route("/", index, methods=["GET", "HEAD"]),
         Route("/search", search_page, methods=["GET", "HEAD"]),
         Route("/search.{kind:str}", search_feed, methods=["GET", "HEAD"]),
+        Route("/item", item_lookup, methods=["GET", "HEAD"]),
         Route("/opml", opml_endpoint, methods=["GET", "HEAD"]),
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/metrics", metrics, methods=["GET", "HEAD"]),
@@ -218,8 +239,8 @@ def _search_page(
 
 def _item_pages(config: Config, items: list[Item]) -> frozenset[int]:
     """Which of these items have a page that publish wrote."""
-    folder = config.server.feeds_dir
-    return frozenset(i.id for i in items if (folder / pages.item_page_href(i.id)).is_file())
+    folder = config.server.feeds_dir / "items"
+    return frozenset(i.id for i in items if (folder / f"{i.id}.html").is_file())
 
 
 def _published(config: Config) -> dict[str, str | None]:

@@ -46,6 +46,11 @@ NOT_FOUND_HTML = (
     '<!doctype html>\n<html lang="en"><meta charset="utf-8"><title>Not found</title>\n'
     '<p>Nothing here. The feeds are listed on <a href="/">the index page</a>.</p></html>\n'
 )
+NO_ITEM_HTML = (
+    '<!doctype html>\n<html lang="en"><meta charset="utf-8"><title>No such item</title>\n'
+    "<p>No published item has that number, id or URL. "
+    '<a href="search">Search the archive</a>.</p></html>\n'
+)
 METHOD_NOT_ALLOWED_HTML = (
     '<!doctype html>\n<html lang="en"><meta charset="utf-8"><title>Method not allowed</title>\n'
     "<p>This server only answers GET and HEAD.</p></html>\n"
