@@ -94,6 +94,7 @@ class Daemon:
         self._on_ready = on_ready  # shows the archive to a person who just ran `make run`
         self._stopping = asyncio.Event()
         self._inflight: set[asyncio.Task] = set()
+        self._capturer = None  # robots.txt rules and host turns, kept between capture runs
 
     def run(self) -> int:
         from aggregator.lock import ArchiveLock
@@ -127,6 +128,7 @@ class Daemon:
                 if source.enabled:
                     self._schedule(source, self.archive.get_source(source.id))
             self._schedule_maintenance()
+            self._schedule_capture()
             self.scheduler.start()
             server_task = await self._start_server()
             event(
@@ -214,6 +216,46 @@ class Daemon:
             misfire_grace_time=None,
         )
 
+    def _schedule_capture(self) -> None:
+        """Capture works the queue in its own job, between polls and never in their way:
+        the first run comes one interval after start."""
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        if not self.config.capture.enabled:
+            return
+        self.scheduler.add_job(
+            self._capture,
+            IntervalTrigger(seconds=self.config.capture.every, timezone=UTC),
+            id="capture",
+            replace_existing=True,
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=None,
+        )
+
+    async def _capture(self) -> None:
+        from aggregator.pipeline import Capturer
+
+        if self._stopping.is_set():
+            return
+        task = asyncio.current_task()
+        self._inflight.add(task)
+        try:
+            if self._capturer is None or self._capturer.config is not self.config:
+                self._capturer = Capturer(self.config, self.fetcher)
+            reports = await self.pipeline.capture_due(
+                self.config,
+                self._capturer,
+                limit=self.config.capture.batch,
+                stopping=self._stopping,
+            )
+            for report in reports:
+                _log_capture(report)
+        except Exception as exc:  # one bad run must not take the daemon down
+            event(log, "capture crashed", logging.ERROR, error=repr(exc))
+        finally:
+            self._inflight.discard(task)
+
     async def _poll(self, source_id: str) -> None:
         if self._stopping.is_set():
             return
@@ -289,12 +331,16 @@ class Daemon:
                 for s in plan.add + plan.reschedule
             }
         # Only now, with the archive in step, does the new config take over.
-        self.config = new
+        old_capture, self.config = self.config.capture, new
         for source_id in plan.remove:
             with contextlib.suppress(Exception):
                 self.scheduler.remove_job(f"poll:{source_id}")
         for source in plan.add + plan.reschedule:
             self._schedule(source, states[source.id])
+        if new.capture != old_capture:
+            with contextlib.suppress(Exception):
+                self.scheduler.remove_job("capture")
+            self._schedule_capture()
         for key in plan.restart_needed:
             event(log, "config change needs a restart", logging.WARNING, key=key)
         event(
@@ -336,6 +382,21 @@ def _log_publish_failure(failure: str | None, when: str) -> None:
     poll tick; the daemon goes on serving what was published before."""
     if failure:
         event(log, f"publish {when} failed; retried after each poll", logging.ERROR, error=failure)
+
+
+def _log_capture(report) -> None:
+    failed = report.state.value in ("pending", "given up")
+    event(
+        log,
+        "capture",
+        logging.WARNING if failed else logging.INFO,
+        item=report.item_id,
+        url=report.url,
+        state="unchanged" if report.not_modified else report.state.value,
+        characters=report.characters,
+        revision=report.stored,
+        **({"reason": report.reason} if report.reason else {}),
+    )
 
 
 def _log_poll(report) -> None:

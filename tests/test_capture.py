@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import signal
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -242,3 +243,27 @@ def test_capture_item_refuses_an_item_without_a_link(site):
     _, config_path = site
     result = run_cli("--config", str(config_path), "capture", "--item", "999", check=False)
     assert result.returncode != 0 and "item 999" in result.stderr
+
+
+@pytest.mark.slow
+def test_the_daemon_works_the_queue_in_its_own_job(tmp_path, feed_server):
+    from tests.test_daemon import Daemon, free_port
+
+    serve_site(feed_server)
+    port = free_port()
+    extra = (
+        f'every = "1s"\n[daemon]\njitter = "0s"\n'
+        f'[server]\nport = {port}\nbase_url = "http://127.0.0.1:{port}"\n'
+    )
+    config_path = write_config(tmp_path, feed_server, extra=extra)
+    project = type("Project", (), {"config": config_path, "root": tmp_path})()
+    daemon = Daemon(project, port, "--log-format", "json")
+    try:
+        daemon.wait_ready()
+        daemon.wait_for(lambda: daemon.log().count('"capture"') >= 3, what="three captures")
+        metrics = daemon.get("/metrics").text
+        assert 'aggregator_captures_queued{state="captured"} 2.0' in metrics
+        assert 'aggregator_captures_queued{state="pending"} 0.0' in metrics
+    finally:
+        daemon.proc.send_signal(signal.SIGTERM)
+        assert daemon.proc.wait(timeout=15) == 0

@@ -11,7 +11,7 @@ cannot be read, the last publish failed, or a publish has been owed longer than
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -33,6 +33,7 @@ class ArchiveView:
     sources: list[SourceState]
     counts: dict[str, int]
     publish: PublishState
+    captures: dict[str, int] = field(default_factory=dict)  # per state
 
 
 def read_archive(config: Config) -> ArchiveView:
@@ -44,6 +45,7 @@ def read_archive(config: Config) -> ArchiveView:
             sources=archive.list_sources(include_seed=True),
             counts=counts,
             publish=archive.publish_state(),
+            captures=archive.capture_counts(),
         )
 
 
@@ -95,6 +97,14 @@ class _ArchiveCollector:
             if origin != "total":
                 items.add_metric([origin], count)
         yield items
+        captures = GaugeMetricFamily(
+            "aggregator_captures_queued",
+            "Article captures by state: pending, captured, not article, disallowed, given up",
+            labels=["state"],
+        )
+        for state, count in view.captures.items():
+            captures.add_metric([state], count)
+        yield captures
 
 
 def _publish_gauges(state: PublishState):
