@@ -410,6 +410,7 @@ def snapshot_create(state: State, label: str | None, tar: bool) -> None:
             label=label,
             tar=tar,
             progress=progress,
+            pages=config.capture.warc,
         )
     click.echo(f"snapshot {made.path}: {_counted(made.items, 'item')}, {_size(made.size)}")
 

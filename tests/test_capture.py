@@ -267,3 +267,37 @@ def test_the_daemon_works_the_queue_in_its_own_job(tmp_path, feed_server):
     finally:
         daemon.proc.send_signal(signal.SIGTERM)
         assert daemon.proc.wait(timeout=15) == 0
+
+
+def test_a_snapshot_includes_the_pages_and_verify_reads_every_record(site):
+    from aggregator.snapshot.layout import PAGES
+
+    _, config_path = site
+    config, _ = fetch_and_capture(config_path)
+    made = run_cli("--config", str(config_path), "snapshot", "create").stdout
+    (folder,) = [p for p in config.archive.snapshots.iterdir() if p.is_dir()]
+    kept = folder / PAGES
+    assert "snapshot" in made and kept.read_bytes() == config.capture.warc.read_bytes()
+    assert "pages.warc.gz" in json.loads((folder / "manifest.json").read_text())["files"]
+    assert run_cli("--config", str(config_path), "snapshot", "verify", folder.name).returncode == 0
+    damaged = bytearray(kept.read_bytes())
+    damaged[-5] ^= 0xFF
+    kept.write_bytes(bytes(damaged))
+    result = run_cli("--config", str(config_path), "snapshot", "verify", folder.name, check=False)
+    assert result.returncode != 0 and "pages.warc.gz" in result.stderr
+
+
+def test_a_record_half_written_while_a_snapshot_copies_is_left_out(tmp_path):
+    from aggregator.capture.warc import append_capture
+    from aggregator.snapshot.pages import check_pages, copy_pages
+
+    source = tmp_path / "pages.warc.gz"
+    for n in range(2):
+        append_capture(source, f"https://www.nato.int/{n}", datetime.now(UTC), 200,
+                       {"content-type": "text/html"}, b"<p>text</p>" * 50, {})  # fmt: skip
+    whole = source.stat().st_size
+    with source.open("ab") as file:
+        file.write(source.read_bytes()[300:340])  # the start of a record still being written
+    copy_pages(source, tmp_path / "copy.warc.gz")
+    assert (tmp_path / "copy.warc.gz").stat().st_size == whole
+    assert check_pages(tmp_path / "copy.warc.gz") == 5  # warcinfo, then request + response x2

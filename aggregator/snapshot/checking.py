@@ -14,6 +14,7 @@ from aggregator.snapshot.layout import (
     DATABASE,
     ITEMS,
     MANIFEST,
+    PAGES,
     SUMS,
     Progress,
     SnapshotError,
@@ -24,6 +25,7 @@ from aggregator.snapshot.layout import (
     resolve,
     unpacked,
 )
+from aggregator.snapshot.pages import check_pages
 from aggregator.store import Archive
 
 REPORT_EVERY = 2000  # items between progress reports
@@ -49,6 +51,8 @@ def verify_folder(folder: Path, progress: Progress = quiet) -> dict:
         raise SnapshotError(f"{extra[0]}: not in the manifest")
     _check_database(folder / DATABASE, promised)
     _check_items(folder / ITEMS, promised, progress)
+    if PAGES in files:
+        check_pages(folder / PAGES)
     manifest.check_sums(folder, files)
     return promised
 

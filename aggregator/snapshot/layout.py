@@ -24,6 +24,7 @@ from pathlib import Path
 from aggregator.errors import AggregatorError
 
 DATABASE, ITEMS, FEEDS = "aggregator.db", "items.jsonl", "feeds"
+PAGES = "pages.warc.gz"  # the captured pages, when there are any
 MANIFEST, SUMS = "manifest.json", "SHA256SUMS"
 TAR_SUFFIX = ".tar.gz"
 TEMP_PREFIX = ".tmp-"

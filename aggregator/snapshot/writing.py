@@ -24,6 +24,7 @@ from aggregator.snapshot.layout import (
     FEEDS,
     ITEMS,
     MANIFEST,
+    PAGES,
     SUMS,
     TAR_SUFFIX,
     Progress,
@@ -36,6 +37,7 @@ from aggregator.snapshot.layout import (
     taken,
     temporary_folder,
 )
+from aggregator.snapshot.pages import copy_pages
 from aggregator.store import Archive
 
 
@@ -48,8 +50,10 @@ def create(
     tar: bool = False,
     progress: Progress = quiet,
     clock: Callable[[], datetime] = now,
+    pages: Path | None = None,
 ) -> SnapshotInfo:
-    """Write a complete snapshot of `database` and `feeds` into `snapshots`, or nothing."""
+    """Write a complete snapshot of `database`, `feeds` and the WARC file of captured
+    `pages` (when it exists) into `snapshots`, or nothing."""
     database, snapshots, feeds = Path(database), Path(snapshots), Path(feeds)
     if not database.is_file():
         raise SnapshotError(f"{database}: no archive here")
@@ -63,7 +67,7 @@ def create(
     try:
         folder = work / name
         folder.mkdir()
-        _fill(folder, database, feeds, created, label, progress)
+        _fill(folder, database, feeds, created, label, progress, pages)
         built = _pack(folder, work / (name + TAR_SUFFIX), progress) if tar else folder
         if final.exists():
             raise SnapshotError(f"snapshot {name} already exists")
@@ -81,6 +85,7 @@ def _fill(
     created: datetime,
     label: str | None,
     progress: Progress,
+    pages: Path | None,
 ) -> None:
     copy = folder / DATABASE
     items, database_entry = _copy_and_export(database, copy, folder / ITEMS, progress)
@@ -90,6 +95,8 @@ def _fill(
         raise SnapshotError(f"{ITEMS}: exported counts differ from the database copy")
     files = {ITEMS: items.entry, DATABASE: database_entry}
     files.update(_copy_feeds(feeds, folder / FEEDS))
+    if pages is not None and pages.is_file():
+        files[PAGES] = copy_pages(pages, folder / PAGES)
     written = manifest.build(folder.name, created, label, facts, files)
     write_bytes(folder / MANIFEST, manifest.to_bytes(written))
     files[MANIFEST] = file_entry(folder / MANIFEST)

@@ -1,0 +1,71 @@
+"""The captured pages (the WARC file, issue 15) in a snapshot.
+
+Capture appends one gzip member per record while a snapshot may be copying the file, so
+the copy keeps whole members only: a record half-written at that instant is left for the
+next snapshot. `verify` reads the copy back: every gzip member complete, and every record
+readable by warcio, the reader pywb and other web archive tools use.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from pathlib import Path
+
+from warcio.archiveiterator import ArchiveIterator
+from warcio.exceptions import ArchiveLoadFailed
+
+from aggregator.snapshot.files import copy_file, file_entry
+from aggregator.snapshot.layout import PAGES, SnapshotError
+
+CHUNK = 1 << 20
+
+
+def copy_pages(source: Path, target: Path) -> dict:
+    """Copy the WARC file's whole records; returns the copy's manifest entry."""
+    copy_file(source, target)
+    end = whole_members_end(target)
+    if end < target.stat().st_size:
+        with open(target, "r+b") as copy:
+            copy.truncate(end)
+            os.fsync(copy.fileno())
+    return file_entry(target)
+
+
+def whole_members_end(path: Path) -> int:
+    """Where the last complete gzip member of `path` ends."""
+    end = position = 0
+    inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+    with open(path, "rb") as file:
+        while chunk := file.read(CHUNK):
+            while chunk:
+                try:
+                    inflater.decompress(chunk, CHUNK)
+                    while inflater.unconsumed_tail:  # bounded output: a bomb stays small
+                        inflater.decompress(inflater.unconsumed_tail, CHUNK)
+                except zlib.error:
+                    return end
+                if not inflater.eof:
+                    position += len(chunk)
+                    break
+                rest = inflater.unused_data
+                position += len(chunk) - len(rest)
+                end, chunk = position, rest
+                inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+    return end
+
+
+def check_pages(path: Path) -> int:
+    """How many records the snapshot's WARC file holds; SnapshotError when one is torn or
+    warcio cannot read one."""
+    if whole_members_end(path) != path.stat().st_size:
+        raise SnapshotError(f"{PAGES}: the last record is incomplete")
+    count = 0
+    try:
+        with open(path, "rb") as file:
+            for record in ArchiveIterator(file):
+                record.content_stream().read()
+                count += 1
+    except (ArchiveLoadFailed, OSError, ValueError, zlib.error) as exc:
+        raise SnapshotError(f"{PAGES}: warcio cannot read record {count + 1}: {exc}") from None
+    return count
