@@ -369,11 +369,19 @@ class ItemsMixin:
             if newest_first
             else f"bm25(items_fts, {_BM25_WEIGHTS})"
         )
+        # The best `limit` chosen first: a sort over every match would mark a title and
+        # cut passages for each of them (30x slower for 20,000 matches, benchmarks/search.py).
+        # The unary + keeps FTS5 from looking each chosen rowid up on its own: for a phrase
+        # that is slower than one pass over the matches.
+        chosen = (
+            "SELECT items_fts.rowid FROM items_fts JOIN items ON items.id = items_fts.rowid "
+            f"WHERE items_fts MATCH :query ORDER BY {order} LIMIT :limit"
+        )
         sql = (
             f"SELECT {columns}, highlight(items_fts, 0, :start, :end), "
             f"{_snippet(1)}, {_snippet(2)} "
             "FROM items_fts JOIN items ON items.id = items_fts.rowid "
-            f"WHERE items_fts MATCH :query ORDER BY {order} LIMIT :limit"
+            f"WHERE items_fts MATCH :query AND +items_fts.rowid IN ({chosen}) ORDER BY {order}"
         )
         marks = {"start": _MARK_START, "end": _MARK_END}
         rows = self.conn.execute(sql, {**marks, "query": query, "limit": limit}).fetchall()
