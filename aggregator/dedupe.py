@@ -244,10 +244,14 @@ def _match(
     `content_hash` on a stored item is the hash of what its source last sent, so a merged
     seed keeps its full text and is not "revised" by the shorter feed version each poll.
     """
-    index = _CandidateIndex(candidates)
+    # A source tells its stories apart by guid, or by link when it sends no guids (NATO's
+    # feed): two entries of one document under two links are two stories, and a stored
+    # item whose link this document lists is not another entry's story under a moved link.
+    links_here = {ident.canonical_url for _, ident in identified if ident.canonical_url}
+    index = _CandidateIndex(candidates, links_here)
     intents = []
     taken: dict[int, str | None] = {}  # stored item -> guid key of the entry that is it
-    new_guids: dict[str, list[str | None]] = {}  # fingerprint -> guid keys of new entries
+    new_keys: dict[str, list[Identity]] = {}  # fingerprint -> identities of new entries
     for entry, ident in identified:
         digest = content_hash(entry)
         match = index.find(ident, entry)
@@ -256,10 +260,10 @@ def _match(
                 continue  # the same story twice in one document
             match = None
         if match is None:
-            earlier = new_guids.setdefault(ident.fingerprint, []) if entry.published else []
-            if any(not told_apart(ident.guid_key, g) for g in earlier):
+            earlier = new_keys.setdefault(ident.fingerprint, []) if entry.published else []
+            if any(_same_story_in_document(ident, other) for other in earlier):
                 continue  # the same title on the same day, not told apart: once
-            earlier.append(ident.guid_key)
+            earlier.append(ident)
             intents.append(Intent(Action.NEW, entry, ident, digest))
             continue
         taken[match.id] = ident.guid_key
@@ -276,6 +280,15 @@ def _match(
         else:
             intents.append(Intent(Action.UNCHANGED, entry, ident, digest, match.id))
     return intents
+
+
+def _same_story_in_document(ident: Identity, other: Identity) -> bool:
+    """Two entries of one document with the same title and day: one story unless their
+    source tells them apart, by guid or by listing them under two links."""
+    if told_apart(ident.guid_key, other.guid_key):
+        return False
+    links = (ident.canonical_url, other.canonical_url)
+    return not (all(links) and links[0] != links[1])
 
 
 def _complete(
@@ -336,7 +349,8 @@ def _is_merged_seed(candidate: Candidate) -> bool:
 
 
 class _CandidateIndex:
-    def __init__(self, candidates: Sequence[Candidate]):
+    def __init__(self, candidates: Sequence[Candidate], links_here: set[str]):
+        self.links_here = links_here  # the links of the document being matched
         self.by_guid = {c.guid_key: c for c in candidates if c.guid_key}
         self.by_url = {c.canonical_url: c for c in candidates if c.canonical_url}
         self.by_fingerprint: dict[str, list[Candidate]] = {}
@@ -367,10 +381,15 @@ class _CandidateIndex:
             (
                 c
                 for c in self.by_fingerprint.get(ident.fingerprint, ())
-                if not told_apart(ident.guid_key, c.guid_key)
+                if not told_apart(ident.guid_key, c.guid_key) and not self._listed_apart(ident, c)
             ),
             None,
         )
+
+    def _listed_apart(self, ident: Identity, stored: Candidate) -> bool:
+        """The document lists the stored item under its own link, beside this entry."""
+        url = stored.canonical_url
+        return url is not None and url != ident.canonical_url and url in self.links_here
 
     def _seed_for(self, ident: Identity, entry: Entry) -> Candidate | None:
         for seed in self.seeds:

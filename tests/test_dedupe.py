@@ -208,11 +208,18 @@ def test_distinct_guids_in_one_document_are_distinct_stories_whatever_their_titl
     assert decide(briefings, []) == [(Action.NEW, None)] * 4
 
 
-def test_an_entry_without_guid_joins_an_earlier_one_of_the_same_title_and_day():
+def test_an_entry_without_guid_joins_an_earlier_one_of_the_same_title_and_day_and_link():
     with_guid = entry(guid="g-1", link="https://x.org/1")
-    without = entry(link="https://x.org/1-moved")
+    without = entry(link="http://x.org/1")
     assert decide([with_guid, without], []) == [(Action.NEW, None)]
     assert decide([without, with_guid], []) == [(Action.NEW, None)]
+
+
+def test_one_document_listing_the_same_title_and_day_under_two_links_tells_them_apart():
+    with_guid = entry(guid="g-1", link="https://x.org/1")
+    without = entry(link="https://x.org/2")
+    assert decide([with_guid, without], []) == [(Action.NEW, None)] * 2
+    assert decide([without, with_guid], []) == [(Action.NEW, None)] * 2
 
 
 def test_two_entries_with_the_same_guid_in_one_document_are_one():
@@ -332,10 +339,17 @@ def test_one_seed_takes_one_live_story():
     assert decide([a, b], [seed()]) == [(Action.MERGE, 100)]
 
 
-def test_the_same_title_and_day_under_two_new_links_is_one_new_item():
+def test_the_same_title_and_day_under_two_links_of_one_document_are_two_items():
+    # NATO's feed sends no guids: its links are what tell its stories apart (issue 12's
+    # 10,000-item feed repeats template titles on one day under distinct links).
     a = live(link="https://www.nato.int/a.htm")
     b = live(link="https://www.nato.int/b.htm")
-    assert decide([a, b], []) == [(Action.NEW, None)]
+    assert decide([a, b], []) == [(Action.NEW, None)] * 2
+    # Across polls, a title and day under a new link is the story whose link moved, unless
+    # the document still lists the stored one under its own link.
+    assert decide([b], [stored(a, 4)]) == [(Action.UNCHANGED, 4)]
+    assert decide([a, b], [stored(a, 4)]) == [(Action.UNCHANGED, 4), (Action.NEW, None)]
+    assert decide([b, a], [stored(a, 4)]) == [(Action.NEW, None), (Action.UNCHANGED, 4)]
 
 
 def test_undated_entries_with_one_title_and_their_own_links_are_different_stories():
