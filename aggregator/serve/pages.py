@@ -6,8 +6,6 @@ links from the archive are only shown when they are http(s). Pure functions of t
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from datetime import datetime
@@ -16,31 +14,11 @@ from html import escape
 from urllib.parse import urlencode, urlsplit
 
 from aggregator.config import Config, FeedConfig
+from aggregator.html import CSP, STYLE
 from aggregator.models import FeedSize, Item, Precision, PublishState, SearchResult, SourceState
 from aggregator.search import MAX_QUERY
 
 FORMATS = (("atom", "Atom"), ("rss", "RSS"), ("json", "JSON Feed"))
-
-STYLE = (
-    "body{font:16px/1.5 system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;"
-    "color:#1a1a1a;background:#fff}"
-    "h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem}"
-    "a{color:#0b4f9c}ul,ol{padding-left:1.2rem}li{margin:.5rem 0}"
-    ".meta,.sub{color:#555;font-size:.9rem}.formats a{margin-right:.75rem}"
-    ".search{display:flex;flex-wrap:wrap;gap:.5rem;margin:1.5rem 0}"
-    ".search label{flex-basis:100%;font-weight:600}"
-    ".search input{flex:1 1 12rem;min-width:0;font:inherit;padding:.35rem .5rem;"
-    "border:1px solid #888;border-radius:4px}.search button{font:inherit;padding:.35rem 1rem}"
-    "mark{background:#fff0a0;color:inherit}.empty{color:#8a4b00;font-size:.9rem}"
-    ".problem{color:#a00}code{background:#f2f2f2;padding:0 .2rem}"
-)
-_STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
-# No scripts, no frames, no outside resources: only our one inline style block, and forms
-# that send to this site (the search box).
-CSP = (
-    f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; base-uri 'none'; "
-    "form-action 'self'; frame-ancestors 'none'"
-)
 
 NOT_FOUND_HTML = (
     '<!doctype html>\n<html lang="en"><meta charset="utf-8"><title>Not found</title>\n'
