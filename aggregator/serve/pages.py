@@ -14,7 +14,7 @@ from html import escape
 from urllib.parse import urlencode, urlsplit
 
 from aggregator.config import Config, FeedConfig
-from aggregator.html import CSP, STYLE
+from aggregator.html import CSP, page
 from aggregator.models import FeedSize, Item, Precision, PublishState, SearchResult, SourceState
 from aggregator.search import MAX_QUERY
 
@@ -68,13 +68,8 @@ def index_html(
         "".join(_feed_li(f, sizes.get(f.slug)) for f in feeds)
         or "<li>No feeds are configured.</li>"
     )
-    return (
-        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        "<title>NATO partnership feeds</title>\n"
-        f"{alternates}"
-        '<link rel="alternate" type="text/x-opml" title="All feeds (OPML)" href="opml">\n'
-        f"<style>{STYLE}</style>\n</head>\n<body>\n"
+    opml_link = '<link rel="alternate" type="text/x-opml" title="All feeds (OPML)" href="opml">\n'
+    body = (
         "<h1>NATO partnership feeds</h1>\n"
         "<p>Focused, deduplicated feeds of NATO news. Add a feed's address to your feed reader, "
         'or import <a href="opml">all of them as OPML</a>.</p>\n'
@@ -82,8 +77,8 @@ def index_html(
         f'<h2>Feeds</h2>\n<ul class="feeds">\n{feed_list}</ul>\n'
         f"{_items_section(config, items, source_titles, archive_error, item_pages)}"
         '<p class="meta"><a href="healthz">Service health</a></p>\n'
-        "</body>\n</html>\n"
     )
+    return page("NATO partnership feeds", body, head=alternates + opml_link)
 
 
 def _feed_li(feed: FeedConfig, size: FeedSize | None) -> str:
@@ -204,18 +199,14 @@ def search_html(
             f'href="search.{ext}?{encoded}">\n'
             for ext, kind, label in SEARCH_FEEDS
         )
-    return (
-        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{escape(_search_title(query))}</title>\n{feeds}"
-        f"<style>{STYLE}</style>\n</head>\n<body>\n"
-        f'<p class="meta"><a href="./">NATO partnership feeds</a></p>\n'
+    body = (
+        '<p class="meta"><a href="./">NATO partnership feeds</a></p>\n'
         f"<h1>{escape(_search_title(query))}</h1>\n"
         f"{search_form(query)}"
         f"{_search_body(query, results, titles, item_pages, problem)}"
         f"{_search_help()}"
-        "</body>\n</html>\n"
     )
+    return page(_search_title(query), body, head=feeds)
 
 
 SEARCH_FEEDS = (
