@@ -219,7 +219,10 @@ def publish_touched(
     feeds = [feed for feed in config.feeds if owed_before or feed.slug in touched]
     months = None if owed_before else counts.months  # a debt from before: every month
     try:
-        _publish_recorded(archive, config, feeds, settles=True, covers=debt.marks, months=months)
+        _publish_recorded(
+            archive, config, feeds, settles=True, covers=debt.marks, months=months,
+            items=counts.item_ids,
+        )  # fmt: skip
     except PublishError:
         return False
     return True
@@ -324,10 +327,12 @@ def _publish_recorded(
     settles: bool,
     covers: int | None = None,
     months: frozenset[str] | None = None,
+    items: Sequence[int] = (),
 ) -> PublishReport:
-    """Publish `feeds` (their archive documents of `months` only, default: every month);
-    record a failure (owed) or, when the run `settles` the debt, a success covering the
-    marks made before it began (`covers`, default: now)."""
+    """Publish `feeds` (their archive documents of `months` only, default: every month, and
+    the pages of the changed `items`, with `months` given); record a failure (owed) or, when
+    the run `settles` the debt, a success covering the marks made before it began (`covers`,
+    default: now)."""
     from aggregator import publish as publisher
     from aggregator.publish.isolate import one_line
 
@@ -335,7 +340,8 @@ def _publish_recorded(
     began = time.monotonic()
     report, error = None, None
     try:
-        report = publisher.publish_feeds(archive, config, [feed.slug for feed in feeds], months)
+        slugs = [feed.slug for feed in feeds]
+        report = publisher.publish_feeds(archive, config, slugs, months, items)
         error = report.failure() or None
     except Exception as exc:  # the archive could not be read: a failed publish all the same
         error = one_line(exc)

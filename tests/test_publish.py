@@ -290,13 +290,21 @@ def test_feedparser_sees_the_right_entries_ids_dates_categories_and_sources(
         assert [t.term for t in entry.tags] == sorted(item.topics)
         assert {t.scheme for t in entry.tags} == {f"{BASE}/topics"}
         assert entry.author == (item.author or "NATO")
+        page = f"{BASE}/feeds/items/{item.id}.html"
         if item.origin is Origin.FEED:
             assert entry.link == item.link
+            assert [(x.rel, x.href) for x in entry.links] == [
+                ("alternate", item.link),
+                ("related", page),
+            ]
             assert entry.source.title == "NATO News"
             assert entry.source.links[0].href == NATO_FEED
-        else:
-            assert not entry.get("links") and entry.content  # seeds: no link, so content
+            assert entry.source.id == NATO_FEED and entry.source.updated == entry.updated
+        else:  # seeds: no original, so their page, and their text as content
+            assert [(x.rel, x.href) for x in entry.links] == [("alternate", page)]
+            assert entry.link == page and entry.content
             assert entry.source.title == SEED_SOURCE_TITLE
+            assert entry.source.id.startswith("tag:aggregator.invalid,")
 
     japan = next(e for e in atom.entries if "Japan" in e.title)
     assert japan.content[0].value == (
@@ -359,7 +367,12 @@ def test_a_feed_no_item_matches_is_still_a_valid_empty_feed(published, config):
     doc = etree.parse(str(path))
     assert RELAXNG.validate(doc), RELAXNG.error_log
     assert _entry_ids(doc.getroot()) == []
-    assert doc.getroot().findtext(f"{ATOM}updated") == EMPTY_FEED_UPDATED.isoformat()
+    updated = doc.getroot().findtext(f"{ATOM}updated")
+    assert updated != EMPTY_FEED_UPDATED.isoformat()  # never 1970: when it was first published
+    first = datetime.fromisoformat(updated)
+    assert abs((datetime.now(UTC) - first).total_seconds()) < 600
+    rss = etree.parse(str(config.server.feeds_dir / "nothing.rss")).getroot()
+    assert "1970" not in rss.findtext("channel/lastBuildDate")
     assert "prev-archive" not in _links(doc.getroot())
     assert not (config.server.feeds_dir / "nothing").exists()
     assert feedparser.parse(path.read_bytes()).bozo == 0
@@ -521,7 +534,7 @@ def test_one_new_item_rewrites_only_the_current_documents_and_its_month(publishe
         f"{slug}{suffix}"
         for slug in ("partnerships", "all")
         for suffix in (".atom", ".rss", ".json", "/archive/2024-04.atom")
-    }
+    } | {f"items/{counts.item_ids[0]}.html"}  # the new item's page
     assert _changed_since(folder, past) == expected
     assert {str(p.relative_to(folder)) for p in report.written} == expected
 
@@ -579,15 +592,17 @@ def test_months_limit_the_archive_documents_rendered_again(published, archive, c
     past = _age_everything(folder)
     japan = FEED_ENTRIES[0]  # March 2024, in every feed that carries partnerships
     revised = replace(japan, title=japan.title + " (updated)")
-    pipeline.store_entries(archive, [revised], "nato-news", Origin.FEED, japan.published)
+    counts = pipeline.store_entries(archive, [revised], "nato-news", Origin.FEED, japan.published)
     report = publish.publish_feeds(archive, config, ["all"], months=[])
     assert _changed_since(folder, past) == set()  # "all" shows its newest 4: not this one
     assert report.unchanged == len(_files(folder / "all")) + 3  # the current documents too
-    publish.publish_feeds(archive, config, ["all", "partnerships"], months=["2024-03"])
+    months, changed = ["2024-03"], counts.item_ids
+    publish.publish_feeds(archive, config, ["all", "partnerships"], months, changed)
     assert _changed_since(folder, past) == {
         "all/archive/2024-03.atom",
         *(f"partnerships{suffix}" for suffix in (".atom", ".rss", ".json")),
         "partnerships/archive/2024-03.atom",
+        f"items/{changed[0]}.html",
     }
     _same_as_a_full_publish(config, archive, tmp_path)
 
@@ -602,7 +617,7 @@ def test_a_month_that_appears_or_goes_relinks_its_neighbours(published, archive,
     _same_as_a_full_publish(config, archive, tmp_path)
     old = archive.list_items(topics=["partnerships"])[-2]  # February 2022: its month goes
     archive.save_scores([TopicScore(old.id, "partnerships", 0.2, matched=False)])
-    report = publish.publish_feeds(archive, config, ["partnerships", "all"], months=["2022-02"])
+    report = publish.publish_feeds(archive, config, ["partnerships", "all"], ["2022-02"], [old.id])
     assert report.removed == (config.server.feeds_dir / "partnerships/archive/2022-02.atom",)
     shutil.rmtree(tmp_path / "full")
     _same_as_a_full_publish(config, archive, tmp_path)

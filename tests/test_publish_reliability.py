@@ -73,7 +73,12 @@ def _specs(config: Config) -> list[SourceSpec]:
 
 
 def _documents(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    """The feed documents (not the item pages)."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and p.suffix != ".html"
+    )
 
 
 def _ids_in(path: Path) -> set[str]:

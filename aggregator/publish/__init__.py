@@ -2,9 +2,11 @@
 
 For every feed in config, three subscription documents (`<slug>.atom`, `<slug>.rss`,
 `<slug>.json`) with its newest `limit` entries, and one Atom archive document per month
-that has items (`<slug>/archive/YYYY-MM.atom`, RFC 5005) with every item of that month.
-Rendering is pure (document, atom, rss, jsonfeed); this module reads the archive and
-writes the files, each only when its bytes changed.
+that has items (`<slug>/archive/YYYY-MM.atom`, RFC 5005) with every item of that month;
+and for every item of the archive, its page (`items/<id>.html`, see itempage), which the
+entries link to. The folder is the whole static site. Rendering is pure (document, atom,
+rss, jsonfeed, itempage); this module reads the archive and writes the files, each only
+when its bytes changed.
 
 Nothing one item or one feed holds stops the rest: an item a document cannot be rendered
 with is left out of that document (see isolate), logged once per process and counted; a feed
@@ -25,9 +27,22 @@ from aggregator import metrics
 from aggregator.config import Config, FeedConfig
 from aggregator.errors import AggregatorError, UsageError
 from aggregator.models import Item
-from aggregator.publish import jsonfeed
-from aggregator.publish.document import FeedInfo, Page, SourceInfo, present_source
-from aggregator.publish.files import month_files, remove_stale_months, write_if_changed
+from aggregator.publish import itempage, jsonfeed
+from aggregator.publish.document import (
+    EMPTY_FEED_UPDATED,
+    ITEMS_FOLDER,
+    FeedInfo,
+    Page,
+    SourceInfo,
+    present_source,
+)
+from aggregator.publish.files import (
+    PageWriter,
+    item_pages_on_disk,
+    month_files,
+    remove_stale_months,
+    write_if_changed,
+)
 from aggregator.publish.isolate import LeftOut, Render, one_line, render_isolated
 from aggregator.store import Archive
 from aggregator.store.codec import now as clock
@@ -50,6 +65,7 @@ __all__ = [
 
 log = logging.getLogger("aggregator.publish")
 LOGGED_DOCUMENTS = 4  # a left-out item's log line names this many documents, then counts
+PAGE_CHUNK = 500  # item pages rendered from one read of the archive
 
 
 class PublishError(AggregatorError):
@@ -81,27 +97,41 @@ class FeedFailure:
 
 
 @dataclass(frozen=True, slots=True)
+class PagesResult:
+    """What a run did to the item pages."""
+
+    written: tuple[Path, ...] = ()
+    unchanged: int = 0
+    removed: tuple[Path, ...] = ()  # pages of items the archive no longer has
+    error: str | None = None  # why they could not all be written, on one line
+
+
+@dataclass(frozen=True, slots=True)
 class PublishReport:
-    written: tuple[Path, ...]
+    written: tuple[Path, ...]  # feed documents and item pages
     unchanged: int
     removed: tuple[Path, ...] = ()
     feeds: tuple[FeedResult, ...] = ()  # the feeds that published
     finished: datetime | None = None  # when the run ended; never written into a document
     left_out: tuple[LeftOut, ...] = ()  # each item left out of some document, once
     failed: tuple[FeedFailure, ...] = ()  # the feeds that did not publish
+    pages: PagesResult = PagesResult()
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and self.pages.error is None
 
     def failure(self) -> str:
         """What failed, on one line (for a PublishError and the archive's publish state)."""
-        return "; ".join(f"feed {f.slug}: {f.error}" for f in self.failed)
+        failed = [f"feed {f.slug}: {f.error}" for f in self.failed]
+        if self.pages.error:
+            failed.append(f"item pages: {self.pages.error}")
+        return "; ".join(failed)
 
 
 def publish_all(archive: Archive, config: Config, *, now: datetime | None = None) -> PublishReport:
-    """Render every configured feed."""
-    return _publish(archive, config, config.feeds, None, now)
+    """Render every configured feed and every item's page."""
+    return _publish(archive, config, config.feeds, None, None, now)
 
 
 def publish_feeds(
@@ -109,10 +139,15 @@ def publish_feeds(
     config: Config,
     slugs: Iterable[str],
     months: Iterable[str] | None = None,
+    items: Iterable[int] = (),
     *,
     now: datetime | None = None,
 ) -> PublishReport:
     """Render the named feeds; an unknown slug is an error before anything is written.
+
+    Item pages: with `months` None, every item's page; else those of `items` (the ids of the
+    changed items) and of any item that has no page yet. Pages of items the archive no
+    longer holds are removed.
 
     `months` limits which archive-month documents are rendered again: None renders every
     month. After a store, pass the months ('YYYY-MM', of `Item.published` in UTC) of every
@@ -123,7 +158,8 @@ def publish_feeds(
     Pass None after anything that changes every document: a failed or owed publish, a
     changed config, a source's new title, a restore, a reclassify."""
     wanted = None if months is None else frozenset(months)
-    return _publish(archive, config, chosen_feeds(config, slugs), wanted, now)
+    pages = None if months is None else frozenset(items)
+    return _publish(archive, config, chosen_feeds(config, slugs), wanted, pages, now)
 
 
 def chosen_feeds(config: Config, slugs: Iterable[str]) -> list[FeedConfig]:
@@ -167,16 +203,23 @@ def _publish(
     config: Config,
     feeds: Sequence[FeedConfig],
     months: frozenset[str] | None,
+    pages: frozenset[int] | None,
     now: datetime | None,
 ) -> PublishReport:
     from aggregator.publish import atom  # lxml: loaded by a publish, not a poll
 
     runs = [_FeedRun(feed, config) for feed in feeds]
     source_of = _source_lookup(archive)
+    pages_result = PagesResult(error="the archive could not be read")
     try:
+        first = archive.first_published([run.feed.slug for run in runs], now or clock())
+        for run in runs:
+            run.empty_updated = first[run.feed.slug]
         with archive.consistent_read():  # every feed from one state of the archive
             for run in runs:
                 run.attempt(run.plan, archive, months)
+            # Pages first: a reader following an entry's link to its page finds it.
+            pages_result = _publish_pages(archive, config, source_of, pages)
             # Months first: a reader following the new prev-archive link finds its target.
             for month in sorted({month for run in runs if run.ok for month in run.rendered}):
                 _publish_month(archive, month, runs, source_of, atom.Entries())
@@ -189,14 +232,66 @@ def _publish(
     results = [run.result for run in runs if run.result is not None]
     left_out = _report_left_out(results, config.server.feeds_dir, archive.path)
     return PublishReport(
-        written=tuple(path for result in results for path in result.written),
-        unchanged=sum(result.unchanged for result in results),
-        removed=tuple(path for result in results for path in result.removed),
+        written=tuple(path for result in results for path in result.written) + pages_result.written,
+        unchanged=sum(result.unchanged for result in results) + pages_result.unchanged,
+        removed=tuple(path for result in results for path in result.removed) + pages_result.removed,
         feeds=tuple(results),
         finished=now or clock(),
         left_out=left_out,
         failed=tuple(run.failure for run in runs if run.failure is not None),
+        pages=pages_result,
     )
+
+
+def _publish_pages(
+    archive: Archive,
+    config: Config,
+    source_of: Callable[[Item], SourceInfo],
+    wanted: frozenset[int] | None,
+) -> PagesResult:
+    """The pages of the `wanted` items (None: all) and of those that have none yet; the
+    pages of items that are gone, removed. A page that cannot be rendered is left out alone
+    (logged); one that cannot be written stops the pages, not the feeds."""
+    folder = config.server.feeds_dir / ITEMS_FOLDER
+    writer = None
+    try:
+        held = archive.item_ids()
+        on_disk = item_pages_on_disk(folder)
+        todo = sorted(held if wanted is None else (wanted & held) | (held - on_disk))
+        writer = PageWriter(folder, on_disk)
+        for start in range(0, len(todo), PAGE_CHUNK):
+            _put_pages(archive, config, todo[start : start + PAGE_CHUNK], source_of, writer)
+        removed = writer.remove_all_but(held)
+        writer.close()
+    except Exception as exc:
+        error = one_line(exc)
+        log.error("publish of the item pages failed: %s", error)
+        written = tuple(writer.written) if writer else ()
+        return PagesResult(written, writer.unchanged if writer else 0, error=error)
+    return PagesResult(tuple(writer.written), writer.unchanged, tuple(removed))
+
+
+def _put_pages(
+    archive: Archive,
+    config: Config,
+    item_ids: Sequence[int],
+    source_of: Callable[[Item], SourceInfo],
+    writer: PageWriter,
+) -> None:
+    items = archive.get_items(item_ids)
+    rules = archive.matched_rules(item_ids)
+    revisions = archive.revisions_of([item.id for item in items if item.revision > 1])
+    for item in items:
+        feeds = [(f.slug, f.title) for f in config.feeds if topics_carrying(f, item.topics) != []]
+        view = itempage.ItemPage(
+            item, source_of(item), rules.get(item.id, {}), revisions.get(item.id, ()), feeds
+        )
+        try:
+            data = itempage.render(view)
+        except Exception as exc:  # this item's page only; the others are written
+            _log_once(archive.path, item.id, "page", "item %d has no page: %s", one_line(exc))
+            continue
+        writer.put(item.id, data)
 
 
 def _publish_month(
@@ -226,6 +321,7 @@ class _FeedRun:
         self.months: list[str] = []
         self.rendered: set[str] = set()
         self.out = _Output()
+        self.empty_updated = EMPTY_FEED_UPDATED  # when the feed was first published
         self.result: FeedResult | None = None
         self.failure: FeedFailure | None = None
 
@@ -274,7 +370,11 @@ class _FeedRun:
         current = tuple(
             archive.list_items(topics=feed.topics, min_score=feed.min_score, limit=feed.limit)
         )
-        page = Page(current, prev_month=_at(self.months, len(self.months) - 1))
+        page = Page(
+            current,
+            prev_month=_at(self.months, len(self.months) - 1),
+            empty_updated=self.empty_updated,
+        )
         out.put(
             current_path(self.folder, feed.slug, "atom"),
             _atom_page(info, page, source_of, entries),
@@ -282,7 +382,7 @@ class _FeedRun:
         )
         out.put(
             current_path(self.folder, feed.slug, "rss"),
-            lambda items: rss.render(info, items, source_of),
+            lambda items: rss.render(info, items, source_of, self.empty_updated),
             current,
         )
         out.put(
@@ -365,6 +465,12 @@ def _merge(into: dict[int, LeftOut], left_out: Iterable[LeftOut]) -> None:
 # is left out each time, and would be logged each time. Said once per process is enough;
 # the metric still counts every document published without it.
 _ALREADY_LOGGED: set[tuple[Path, int, str]] = set()
+
+
+def _log_once(database: Path, item_id: int, reason: str, message: str, detail: str) -> None:
+    if (database, item_id, reason) not in _ALREADY_LOGGED:
+        _ALREADY_LOGGED.add((database, item_id, reason))
+        log.warning(message, item_id, detail, extra={"fields": {"item": item_id}})
 
 
 def _report_left_out(

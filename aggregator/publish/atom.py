@@ -46,11 +46,12 @@ class Entries:
     def __init__(self) -> None:
         self._bytes: dict[tuple, bytes] = {}
 
-    def of(self, item: Item, scheme: str, source: SourceInfo) -> bytes:
-        key = (_entry_fields(item), scheme, source)
+    def of(self, item: Item, info: FeedInfo, source: SourceInfo) -> bytes:
+        page = info.item_url(item.id)
+        key = (_entry_fields(item), info.topic_scheme, page, source)
         found = self._bytes.get(key)
         if found is None:
-            found = self._bytes[key] = _entry_bytes(item, scheme, source)
+            found = self._bytes[key] = _entry_bytes(item, info.topic_scheme, page, source)
         return found
 
 
@@ -61,7 +62,7 @@ def render(
     entries: Entries | None = None,
 ) -> bytes:
     entries = entries or Entries()
-    body = [entries.of(item, info.topic_scheme, source_of(item)) for item in page.items]
+    body = [entries.of(item, info, source_of(item)) for item in page.items]
     head = etree.tostring(
         etree.ElementTree(_feed(info, page)),
         pretty_print=True,
@@ -81,7 +82,7 @@ def _feed(info: FeedInfo, page: Page) -> etree._Element:
     _text(
         feed, "title", info.title if page.month is None else f"{info.title} (archive {page.month})"
     )
-    _text(feed, "updated", _date(newest_updated(page.items)))
+    _text(feed, "updated", _date(newest_updated(page.items, page.empty_updated)))
     _feed_links(feed, info, page)
     generator = _text(feed, "generator", GENERATOR_NAME)
     generator.attrib["uri"] = GENERATOR_URI
@@ -121,8 +122,10 @@ def _entry_fields(item: Item) -> tuple:
     )
 
 
-def _entry_bytes(item: Item, scheme: str, source: SourceInfo) -> bytes:
-    """The entry as it appears in a document: indented one level, with its newline."""
+def _entry_bytes(item: Item, scheme: str, page: str, source: SourceInfo) -> bytes:
+    """The entry as it appears in a document: indented one level, with its newline. Its
+    alternate link is the original article, else the item's `page` (which, beside an original,
+    is the related link): a reader can open every entry."""
     if not (item.atom_id and item.title):
         raise ValueError("Required fields not set")  # what feedgen said
     wrapper = etree.Element("feed")
@@ -134,28 +137,32 @@ def _entry_bytes(item: Item, scheme: str, source: SourceInfo) -> bytes:
     content = inline_content(item)
     if content:
         _text(entry, "content", content).attrib["type"] = "html"
-    if item.link:  # feedgen wrote an entry's link without its rel: alternate, the default
-        etree.SubElement(entry, "link", href=item.link)
-    elif not content:
-        raise ValueError("Entry must contain an alternate link or a content element.")
+    # feedgen wrote an entry's link without its rel: alternate, the default
+    etree.SubElement(entry, "link", href=item.link or page)
+    if item.link:
+        etree.SubElement(entry, "link", href=page, rel="related", type="text/html")
     if item.summary_html and content != item.summary_html:
         _text(entry, "summary", item.summary_html).attrib["type"] = "html"
     for topic in sorted(item.topics):
         etree.SubElement(entry, "category", term=topic, scheme=scheme)
     _text(entry, "published", _date(item.published))
-    _source(entry, source)
+    _source(entry, source, item.updated)
     text = etree.tostring(wrapper, pretty_print=True, encoding="UTF-8", xml_declaration=False)
     return text[len(_WRAPPER_START) : -len(_FEED_END)]
 
 
-def _source(entry: etree._Element, info: SourceInfo) -> None:
-    """atom:source naming the origin feed, with rel="self" when it has one."""
+def _source(entry: etree._Element, info: SourceInfo, updated: datetime) -> None:
+    """atom:source naming the origin feed, with rel="self" when it has one. Its `updated`
+    is the entry's: the source as this entry was taken from it (a date from the clock would
+    change every document at every poll)."""
     source = etree.SubElement(entry, "source")
+    _text(source, "id", info.id)
     if info.feed_url:
         etree.SubElement(source, "link", rel="self", href=info.feed_url)
     if info.home_url:
         etree.SubElement(source, "link", rel="alternate", href=info.home_url)
     _text(source, "title", info.title)
+    _text(source, "updated", _date(updated))
 
 
 def _text(parent: etree._Element, tag: str, text: str) -> etree._Element:

@@ -11,6 +11,7 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 from aggregator import __version__
 from aggregator.config import FeedConfig
@@ -21,10 +22,17 @@ GENERATOR_URI = "https://github.com/nato-partnership-aggregator/aggregator"
 GENERATOR_VERSION = __version__
 LANGUAGE = "en"  # NATO's English news feed is what we follow
 DEFAULT_AUTHOR = "NATO"  # NATO's feed names no authors; every story is NATO's
-EMPTY_FEED_UPDATED = datetime(1970, 1, 1, tzinfo=UTC)  # a feed with no entries has no date
+# A document with no entries and no date of its own (a search that found nothing) says this;
+# a published feed says when it was first published instead.
+EMPTY_FEED_UPDATED = datetime(1970, 1, 1, tzinfo=UTC)
 SEED_SOURCE_TITLE = "NATO (seeded article)"
 SEED_SOURCE_HOME = "https://www.nato.int/"  # the seeds are text captures of nato.int pages
 HISTORY_NS = "http://purl.org/syndication/history/1.0"  # RFC 5005
+SITE_TITLE = "NATO partnership feeds"
+# atom:source needs an id: the origin feed's URL, else one of ours (RFC 2606's .invalid, as
+# the seeds' entry ids): the seeds' capture of nato.int, or a source the archive lost.
+SEED_SOURCE_ID = "tag:aggregator.invalid,2024:seeded-articles"
+LOST_SOURCE_ID = "tag:aggregator.invalid,2024:source/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +76,18 @@ class FeedInfo:
     def archive_url(self, month: str) -> str:
         return f"{self.base_url}/feeds/{self.slug}/archive/{month}.atom"
 
+    def item_url(self, item_id: int) -> str:
+        """The item's page (see itempage): a link every entry can offer a reader."""
+        return f"{self.base_url}/feeds/{item_page_path(item_id)}"
+
+
+ITEMS_FOLDER = "items"  # in the feeds folder: every item's page
+
+
+def item_page_path(item_id: int) -> str:
+    """Where an item's page is, in the feeds folder and under `<base_url>/feeds/`."""
+    return f"{ITEMS_FOLDER}/{item_id}.html"
+
 
 @dataclass(frozen=True, slots=True)
 class Page:
@@ -77,6 +97,7 @@ class Page:
     month: str | None = None  # 'YYYY-MM' for an archive document
     prev_month: str | None = None  # the next older month with items
     next_month: str | None = None  # the next newer month with items
+    empty_updated: datetime = EMPTY_FEED_UPDATED  # the document's date when it has no items
 
     @property
     def is_archive(self) -> bool:
@@ -87,24 +108,25 @@ class Page:
 class SourceInfo:
     """How an entry names the feed it came from (atom:source, RSS source)."""
 
+    id: str  # atom:source's id
     title: str
     feed_url: str | None  # the origin feed's own URL; None for the seeded articles
     home_url: str | None = None  # a page for people, when there is no feed
 
 
-SEED_SOURCE = SourceInfo(SEED_SOURCE_TITLE, None, SEED_SOURCE_HOME)
+SEED_SOURCE = SourceInfo(SEED_SOURCE_ID, SEED_SOURCE_TITLE, None, SEED_SOURCE_HOME)
 
 
 def present_source(source_id: str, state: SourceState | None) -> SourceInfo:
     if state is None:  # an item whose source row is gone: still say where it came from
-        return SourceInfo(source_id, None)
+        return SourceInfo(LOST_SOURCE_ID + quote(source_id, safe=""), source_id, None)
     if state.kind == "seed":
         return SEED_SOURCE
-    return SourceInfo(state.title, state.url)
+    return SourceInfo(state.url, state.title, state.url)
 
 
-def newest_updated(items: Sequence[Item]) -> datetime:
-    return max((item.updated for item in items), default=EMPTY_FEED_UPDATED)
+def newest_updated(items: Sequence[Item], empty: datetime = EMPTY_FEED_UPDATED) -> datetime:
+    return max((item.updated for item in items), default=empty)
 
 
 def author_of(item: Item) -> str:

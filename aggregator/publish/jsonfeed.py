@@ -34,17 +34,16 @@ def render(info: FeedInfo, items: Sequence[Item], source_of: Callable[[Item], So
     if info.subtitle:
         document["description"] = info.subtitle
     document["language"] = LANGUAGE
-    document["items"] = [_item(item, source_of(item)) for item in items]
+    document["items"] = [_item(info, item, source_of(item)) for item in items]
     text = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
     for char in "<>&":  # these occur only inside JSON strings, where \\u escapes mean the same
         text = text.replace(char, f"\\u{ord(char):04x}")
     return text.encode("utf-8")
 
 
-def _item(item: Item, source: SourceInfo) -> dict[str, Any]:
+def _item(info: FeedInfo, item: Item, source: SourceInfo) -> dict[str, Any]:
     entry: dict[str, Any] = {"id": item.atom_id}
-    if item.link:
-        entry["url"] = item.link
+    entry["url"] = item.link or info.item_url(item.id)  # the original, else the item's page
     entry["title"] = item.title
     entry["content_html"] = item.content_html or item.summary_html or html.escape(item.title)
     if item.content_html and item.summary_text:

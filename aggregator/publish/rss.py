@@ -7,11 +7,13 @@ text goes in `content:encoded` beside the summary in `description`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from feedgen.feed import FeedGenerator
 
 from aggregator.models import Item
 from aggregator.publish.document import (
+    EMPTY_FEED_UPDATED,
     GENERATOR_NAME,
     GENERATOR_VERSION,
     LANGUAGE,
@@ -22,7 +24,13 @@ from aggregator.publish.document import (
 )
 
 
-def render(info: FeedInfo, items: Sequence[Item], source_of: Callable[[Item], SourceInfo]) -> bytes:
+def render(
+    info: FeedInfo,
+    items: Sequence[Item],
+    source_of: Callable[[Item], SourceInfo],
+    empty_updated: datetime = EMPTY_FEED_UPDATED,
+) -> bytes:
+    """The channel; `empty_updated` is its lastBuildDate when it has no items."""
     fg = FeedGenerator()
     fg.load_extension("dc", atom=False, rss=True)
     fg.title(info.title)
@@ -30,7 +38,7 @@ def render(info: FeedInfo, items: Sequence[Item], source_of: Callable[[Item], So
     fg.link(href=info.rss_url, rel="self", type="application/rss+xml")
     fg.link(href=info.home_url, rel="alternate")  # the last link is the channel's <link>
     fg.language(LANGUAGE)
-    fg.lastBuildDate(newest_updated(items))
+    fg.lastBuildDate(newest_updated(items, empty_updated))
     fg.generator(f"{GENERATOR_NAME} {GENERATOR_VERSION}")
     for item in items:
         _item(fg, info, item, source_of(item))
@@ -40,8 +48,7 @@ def render(info: FeedInfo, items: Sequence[Item], source_of: Callable[[Item], So
 def _item(fg: FeedGenerator, info: FeedInfo, item: Item, source: SourceInfo) -> None:
     fe = fg.add_entry(order="append")
     fe.title(item.title)
-    if item.link:
-        fe.link(href=item.link)
+    fe.link(href=item.link or info.item_url(item.id))  # the original, else the item's page
     fe.guid(item.atom_id, permalink=item.atom_id == item.link)
     if item.summary_html:
         fe.description(item.summary_html)

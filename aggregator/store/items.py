@@ -349,16 +349,25 @@ class ItemsMixin:
         return self.conn.execute(sql, (origin.value,)).fetchone()[0]
 
     def revisions(self: Archive, item_id: int) -> list[Revision]:
-        rows = self.conn.execute(
-            """SELECT item_id, revision, recorded_at, title, summary_html, content_html,
-                   content_hash, published, updated
-               FROM item_revisions WHERE item_id = ? ORDER BY revision""",
-            (item_id,),
-        )
-        return [
-            Revision(r[0], r[1], from_text(r[2]), r[3], r[4], r[5], r[6], *map(from_text, r[7:]))
-            for r in rows
-        ]
+        return self.revisions_of([item_id]).get(item_id, [])
+
+    def revisions_of(self: Archive, item_ids: Sequence[int]) -> dict[int, list[Revision]]:
+        """Each item's revisions, oldest first (items without any are not keys)."""
+        found: dict[int, list[Revision]] = {}
+        for chunk in _chunks(item_ids):
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"""SELECT item_id, revision, recorded_at, title, summary_html, content_html,
+                       content_hash, published, updated
+                    FROM item_revisions WHERE item_id IN ({marks}) ORDER BY item_id, revision""",
+                list(chunk),
+            )
+            for row in rows:
+                found.setdefault(row[0], []).append(_revision(row))
+        return found
+
+    def item_ids(self: Archive) -> set[int]:
+        return {row[0] for row in self.conn.execute("SELECT id FROM items")}
 
     def search(self: Archive, query: str, limit: int = 20) -> list[Item]:
         """Full-text search (FTS5 syntax), best match first."""
@@ -454,6 +463,10 @@ def _candidate(row: tuple) -> Candidate:
         content_hash=row[7],
         text=row[8] or "",
     )
+
+
+def _revision(r: tuple) -> Revision:
+    return Revision(r[0], r[1], from_text(r[2]), r[3], r[4], r[5], r[6], *map(from_text, r[7:]))
 
 
 def _item(row: tuple) -> Item:

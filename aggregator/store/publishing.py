@@ -12,12 +12,13 @@ then enough to publish) or older (every feed is owed).
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from aggregator.models import PublishState
-from aggregator.store.codec import from_text
+from aggregator.store.codec import from_text, to_text
 
 if TYPE_CHECKING:
     from aggregator.store import Archive
@@ -29,6 +30,7 @@ LAST_SUCCESS = "publish.last_success"
 LAST_FAILURE = "publish.last_failure"
 LAST_ERROR = "publish.last_error"
 _KEYS = (MARKS, SETTLED, OWED_SINCE, LAST_SUCCESS, LAST_FAILURE, LAST_ERROR)
+FIRST_PUBLISHED = "publish.first."  # + a feed's slug: when that feed was first published
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,11 +84,30 @@ class PublishingMixin:
             self.set_meta(LAST_FAILURE, _stamp(when))
             self.set_meta(LAST_ERROR, " ".join(error.split())[:500])
 
+    def first_published(self: Archive, slugs: Sequence[str], when: datetime) -> dict[str, datetime]:
+        """When each feed was first published; a feed never published before is first
+        published `when` (recorded now, to the second). An empty feed's date: it never
+        changes, so an empty document keeps its bytes."""
+        keys = [FIRST_PUBLISHED + slug for slug in slugs]
+        if not keys:
+            return {}
+        known = self._meta_values(keys)
+        if len(known) < len(keys):
+            with self.transaction():
+                self.conn.executemany(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+                    [(key, to_text(when)) for key in keys if key not in known],
+                )
+                known = self._meta_values(keys)
+        return {key[len(FIRST_PUBLISHED) :]: from_text(value) for key, value in known.items()}
+
+    def _meta_values(self: Archive, keys: Sequence[str]) -> dict[str, str]:
+        places = ",".join("?" * len(keys))
+        sql = f"SELECT key, value FROM meta WHERE key IN ({places})"
+        return dict(self.conn.execute(sql, list(keys)))
+
     def _publish_meta(self: Archive) -> dict[str, str]:
-        places = ",".join("?" * len(_KEYS))
-        return dict(
-            self.conn.execute(f"SELECT key, value FROM meta WHERE key IN ({places})", _KEYS)
-        )
+        return self._meta_values(_KEYS)
 
 
 def _stamp(when: datetime) -> str:

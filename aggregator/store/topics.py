@@ -68,6 +68,22 @@ class TopicsMixin:
         )
         return [r[0] for r in rows]
 
+    def matched_rules(self: Archive, item_ids: Sequence[int]) -> dict[int, dict[str, tuple]]:
+        """For each item, the topics it matched and the rules that fired for each (as classify
+        recorded them: dicts of "rule", "field", "weight" and "match")."""
+        found: dict[int, dict[str, tuple]] = {}
+        for start in range(0, len(item_ids), 500):
+            chunk = list(item_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT item_id, topic, rules FROM item_topics "
+                f"WHERE matched = 1 AND item_id IN ({marks})",
+                chunk,
+            )
+            for item_id, topic, rules in rows:
+                found.setdefault(item_id, {})[topic] = tuple(json.loads(rules))
+        return found
+
     def _with_topics(self: Archive, items: list[Item]) -> list[Item]:
         """Attach matched topics and their scores to items read from the archive."""
         if not items:
