@@ -1,4 +1,5 @@
-"""The feed files: what publish wrote into feeds/, served with HTTP caching done right.
+"""The feed files and item pages: what publish wrote into feeds/, served with HTTP caching
+done right.
 
 Every file becomes a `Representation` (its bytes, a gzip copy, both ETags and every header
 list precomputed) cached in memory under the file's (mtime, size, inode). A request costs a
@@ -30,6 +31,13 @@ CONTENT_TYPES = {
     "rss": b"application/rss+xml; charset=utf-8",
     "json": b"application/feed+json; charset=utf-8",
 }
+HTML = b"text/html; charset=utf-8"
+# An item page gets the policy the served pages have (the page repeats it in a <meta>).
+_PAGE_HEADERS = [
+    (name, value)
+    for name, value in html_headers()
+    if name not in (b"content-type", b"x-content-type-options")
+]
 
 # /feeds/<slug>.<ext> and /feeds/<slug>/archive/<YYYY-MM>.atom; nothing else is a feed path,
 # so no '..', encoded slash, backslash, NUL or absolute path can name a file (slug as in config).
@@ -37,6 +45,7 @@ FEED_PATH = re.compile(
     r"/feeds/([a-z0-9][a-z0-9-]{0,62})"
     r"(?:\.(atom|rss|json)|/archive/\d{4}-(?:0[1-9]|1[0-2])\.(atom))"
 )
+ITEM_PAGE_PATH = re.compile(r"/feeds/items/[1-9]\d{0,18}\.html")  # the archive's item number
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -64,6 +73,7 @@ def represent(
     max_age: int,
     key: tuple[int, int, int] = (0, 0, 0),
 ) -> Representation:
+    """`body` with its headers; an HTML page also gets the Content-Security-Policy."""
     digest = hashlib.sha256(body).hexdigest()[:32]
     etag = f'"{digest}"'.encode()
     compressed = gzip.compress(body, compresslevel=9, mtime=0)  # mtime=0: same bytes every time
@@ -79,6 +89,7 @@ def represent(
         (b"content-type", content_type),
         (b"x-content-type-options", b"nosniff"),
         (b"access-control-allow-origin", b"*"),  # public documents; lets web feed readers read
+        *(_PAGE_HEADERS if content_type == HTML else ()),
     ]
     gz_etag = etag_gz or etag
     gz_body = body_gz if body_gz is not None else body
@@ -239,11 +250,14 @@ class FeedFiles:
     def lookup(self, url_path: str) -> Representation | None:
         known = self.known.get(url_path)
         if known is None:
+            # the part after "/feeds/" is safe as a relative path: the patterns checked it
             match = FEED_PATH.fullmatch(url_path)
-            if match is None or match[1] not in self.slugs:
+            if match is not None and match[1] in self.slugs:
+                known = (self.prefix + url_path[7:], CONTENT_TYPES[match[2] or match[3]])
+            elif ITEM_PAGE_PATH.fullmatch(url_path):
+                known = (self.prefix + url_path[7:], HTML)
+            else:
                 return None
-            # the part after "/feeds/" is safe as a relative path: FEED_PATH checked it
-            known = (self.prefix + url_path[7:], CONTENT_TYPES[match[2] or match[3]])
         path, content_type = known
         if path in self.checked:
             return self.cache[path]
