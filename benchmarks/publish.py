@@ -9,12 +9,16 @@ by one topic. One feed (`all`, no topics) is published three ways:
 - baseline: feedgen alone renders the same items (already in memory) as Atom documents, one
   per month plus a 50-entry current document: the least any feedgen publisher must do;
 - cold: `publish_all` into an empty folder (reads the archive, renders Atom archives, the
-  current Atom, RSS and JSON Feed, writes every file atomically with fsync);
-- warm: `publish_all` again with nothing changed (renders everything, writes nothing),
-  which is what the daemon does after a poll that touched the feed.
+  current Atom, RSS and JSON Feed, writes every file atomically with fsync; and every item's
+  page, `items/<id>.html`, renamed into place);
+- warm: `publish_feeds` of every month again with nothing changed (renders every document,
+  writes nothing, renders no page: a poll renders only the pages of the items it changed);
+- full: `publish_all` again with nothing changed: the warm work plus every item's page
+  rendered and compared with the file (what start-up and a config reload do).
 
-Prints seconds (medians of rounds) and the ratios cold/baseline and warm/baseline.
-Target: warm/baseline <= 2.5 (reading the archive and three formats cost at most that).
+Prints seconds (medians of rounds) and the ratios cold/baseline and warm/baseline, and what
+the pages add per item. Target: warm/baseline <= 2.5 (reading the archive and three formats
+cost at most that).
 """
 
 from __future__ import annotations
@@ -118,15 +122,20 @@ def main() -> None:
             archive.sync_sources([SourceSpec("nato-news", "NATO News", "https://example.org/")])
             pipeline.store_entries(archive, entries(options.items), "nato-news", Origin.FEED)
             items = archive.list_items()
-            results: dict[str, list[float]] = {"baseline": [], "cold": [], "warm": []}
+            results: dict[str, list[float]] = {"baseline": [], "cold": [], "warm": [], "full": []}
+            months = archive.feed_months(())
             for _ in range(options.rounds):
                 results["baseline"].append(timed(lambda: baseline(items)))
                 for path in sorted(settings.server.feeds_dir.rglob("*"), reverse=True):
                     path.rmdir() if path.is_dir() else path.unlink()
                 results["cold"].append(timed(lambda: publish.publish_all(archive, settings)))
                 began = time.perf_counter()
-                report = publish.publish_all(archive, settings)
+                report = publish.publish_feeds(archive, settings, ["all"], months)
                 results["warm"].append(time.perf_counter() - began)
+                assert report.written == (), "a republish with nothing new wrote files"
+                began = time.perf_counter()
+                report = publish.publish_all(archive, settings)
+                results["full"].append(time.perf_counter() - began)
                 assert report.written == (), "a republish with nothing new wrote files"
     median = {name: statistics.median(times) for name, times in results.items()}
     print(f"{options.items} items, 12 months, medians of {options.rounds} rounds")
@@ -136,6 +145,8 @@ def main() -> None:
     verdict = "ok" if warm <= TARGET_WARM_RATIO else "SLOWER THAN TARGET"
     print(f"  cold/baseline {cold:.2f}  warm/baseline {warm:.2f}", end="  ")
     print(f"(target: warm <= {TARGET_WARM_RATIO}: {verdict})")
+    per_page = (median["full"] - median["warm"]) / options.items * 1000
+    print(f"  item pages: {per_page:.2f} ms per item to render and compare (full - warm)")
 
 
 if __name__ == "__main__":
