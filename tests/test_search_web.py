@@ -3,8 +3,10 @@ over an archive of the seeds and one poll of a recorded NATO feed."""
 
 from __future__ import annotations
 
+import calendar
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from urllib.parse import urlencode
 
@@ -158,6 +160,11 @@ def test_a_search_is_a_feed_a_reader_subscribes_to(site, client, typed, first):
         again = feedparser.parse(f"{base}/search.{ext}?{query}", etag=parsed.etag)
         assert again.status == 304
     atom = feedparser.parse(f"{base}/search.atom?{query}")
+    for entry in atom.entries:  # each opens: the original, else the item's page, served here
+        assert entry.link.startswith(("https://www.nato.int/", config.server.base_url))
+        if entry.link.startswith(config.server.base_url):
+            path = entry.link.removeprefix(config.server.base_url)
+            assert client.get(path).status_code == 200, entry.link
     assert atom.feed.id == f"{config.server.base_url}/search.atom?{query}"
     dates = [entry.published_parsed for entry in atom.entries]
     assert dates == sorted(dates, reverse=True)  # a subscription: the newest matches first
@@ -179,6 +186,15 @@ def test_hostile_queries_are_escaped(client, typed):
     assert page.xpath('//input[@name="q"]/@value') == [typed]
     policy = response.headers["content-security-policy"]
     assert "form-action 'self'" in policy and "script-src" not in policy
+
+
+def test_a_search_that_finds_nothing_is_a_feed_dated_when_it_ran(site):
+    _, base = site
+    before = time.time() - 2
+    for ext in ("atom", "rss"):
+        parsed = feedparser.parse(f"{base}/search.{ext}?q=zzyzx")
+        assert parsed.status == 200 and not parsed.bozo and parsed.entries == []
+        assert calendar.timegm(parsed.feed.updated_parsed) >= before  # not 1970
 
 
 def test_empty_long_and_unreadable_queries_say_so_in_one_line(client):
@@ -263,10 +279,7 @@ def test_an_item_page_opens_by_number_published_id_or_url(site, client):
     config, _ = site
     with Archive(config.archive.database, readonly=True) as archive:
         [jordan] = [item for item in archive.list_items() if item.title == JORDAN]
-    page = config.server.feeds_dir / "items" / f"{jordan.id}.html"
-    if not page.exists():  # as publish writes it
-        page.parent.mkdir(exist_ok=True)
-        page.write_text("<!doctype html><title>Jordan</title>", encoding="utf-8")
+    assert (config.server.feeds_dir / "items" / f"{jordan.id}.html").is_file()  # publish wrote it
     for reference in (str(jordan.id), jordan.atom_id, JORDAN_LINK, JORDAN_LINK + "?utm_medium=x"):
         response = client.get("/item", params={"id": reference})
         assert response.status_code == 303, reference

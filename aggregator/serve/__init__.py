@@ -121,7 +121,8 @@ def create_app(config: Config) -> Starlette:
         except SearchError as exc:
             return PlainTextResponse(f"{exc}\n", 400, headers=_SEARCH_PROBLEM)
         info = searchfeeds.SearchFeedInfo.of_query(query.text, server.base_url)
-        body = searchfeeds.render(kind, info, [r.item for r in results], states)
+        searched = datetime.now(UTC).replace(microsecond=0)
+        body = searchfeeds.render(kind, info, [r.item for r in results], states, searched)
         # Last-Modified is now: an older item can join the results, so the newest date
         # would not tell a change; the ETag (of the bytes) answers conditional requests.
         rep = represent(body, searchfeeds.CONTENT_TYPES[kind], time.time(), SEARCH_MAX_AGE)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import urlencode
 
 from aggregator.models import Item, SourceState
@@ -55,16 +56,21 @@ class SearchFeedInfo(FeedInfo):
 
 
 def render(
-    kind: str, info: SearchFeedInfo, items: Sequence[Item], sources: dict[str, SourceState]
+    kind: str,
+    info: SearchFeedInfo,
+    items: Sequence[Item],
+    sources: dict[str, SourceState],
+    searched: datetime,
 ) -> bytes:
     """The search's feed document in `kind` ("atom", "rss" or "json"), items newest first;
-    `sources` by id say where each item came from."""
+    `sources` by id say where each item came from; a search that found nothing is dated
+    when it ran (`searched`)."""
 
     def source_of(item: Item) -> SourceInfo:
         return present_source(item.source_id, sources.get(item.source_id))
 
     if kind == "atom":
-        return atom.render(info, Page(tuple(items)), source_of)
+        return atom.render(info, Page(tuple(items), empty_updated=searched), source_of)
     if kind == "rss":
-        return rss.render(info, items, source_of)
+        return rss.render(info, items, source_of, empty_updated=searched)
     return jsonfeed.render(info, items, source_of)
