@@ -190,7 +190,7 @@ class TopicError(ConfigurationError):
 
 def validate_config(config: Any) -> None:
     """Raises TopicError naming the key of any bad topic definition."""
-    _compiled(_canonical(config))
+    _compiled_topics(_canonical(config))  # not the phrase index: it cannot fail, and is slow
 
 
 def load_topics(config: Any) -> Topics:
@@ -347,11 +347,16 @@ def _canonical(config: Any) -> str:
 
 @functools.lru_cache(maxsize=16)
 def _compiled(canonical: str) -> Topics:
+    topics = _compiled_topics(canonical)
+    return Topics(topics, hashlib.sha256(canonical.encode()).hexdigest(), _index(topics))
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_topics(canonical: str) -> tuple[Topic, ...]:
     data = json.loads(canonical)
-    topics = tuple(
+    return tuple(
         _compile_topic(name, table, data["lists"]) for name, table in data["topics"].items()
     )
-    return Topics(topics, hashlib.sha256(canonical.encode()).hexdigest(), _index(topics))
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from aggregator import classify
 from aggregator.errors import ConfigurationError
 from aggregator.xmlchars import xml_safe
 
@@ -509,6 +508,8 @@ def _not_xml(text: str) -> str | None:
 
 def _check_topics(config: Config, name: str) -> None:
     """Topics are validated by classify, which owns their grammar."""
+    from aggregator import classify  # on load, not import: `--help` needs no rules
+
     try:
         classify.validate_config(config)
     except classify.TopicError as exc:

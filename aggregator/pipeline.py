@@ -58,8 +58,6 @@ from aggregator.models import (
     SourceState,
 )
 from aggregator.parse import parse_document
-from aggregator.parse.feed import FeedError, ParsedFeed
-from aggregator.parse.seed import read_seed_file, seed_files
 from aggregator.poll import PollReport, body_hash, outcome_label, skip_reason, source_outcome
 from aggregator.store import Archive, ArchiveError
 from aggregator.store.publishing import PublishDebt
@@ -67,6 +65,7 @@ from aggregator.store.sources import SEED_SOURCE_ID
 
 if TYPE_CHECKING:
     from aggregator.discover import Candidate, Found
+    from aggregator.parse.feed import ParsedFeed
     from aggregator.publish import PublishReport
 
 DEFAULT_INTERVAL = 1800.0  # for a source the archive knows but config no longer lists
@@ -165,6 +164,8 @@ def import_seeds(
 
     Parsing every file before storing any means a bad file changes nothing.
     """
+    from aggregator.parse.seed import read_seed_file, seed_files
+
     files = [f for p in paths for f in (seed_files(p) if p.is_dir() else [p])]
     entries = [entry for f in files for entry in read_seed_file(f, reference)]
     archive.ensure_seed_source()
@@ -677,6 +678,8 @@ def _is_html(result: FetchResult) -> bool:
 async def _parse(
     result: FetchResult, source_id: str, reader: _Reader
 ) -> tuple[ParsedFeed | None, _Ingested]:
+    from aggregator.parse.feed import FeedError  # here: a re-poll that does not parse skips it
+
     event(log, "parse started", logging.DEBUG, source=source_id, bytes=len(result.body))
     try:
         parsed = await in_own_thread(reader, result)
@@ -829,6 +832,7 @@ async def _feeds_among(
 
 def _read_as_feed(answer: FetchResult, candidate: Candidate, config: Config) -> Found | None:
     from aggregator.discover import Found
+    from aggregator.parse.feed import FeedError
 
     try:
         parsed = parse_document(

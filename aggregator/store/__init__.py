@@ -14,8 +14,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from aggregator.errors import ArchiveBusy, ArchiveDamaged, ArchiveError, DiskFull, SearchError
 from aggregator.models import Item, SearchResult
@@ -27,6 +26,9 @@ from aggregator.store.schema import MIGRATIONS, SCHEMA_VERSION
 from aggregator.store.snapshot import SnapshotMixin
 from aggregator.store.sources import SourcesMixin
 from aggregator.store.topics import TopicsMixin
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 __all__ = ["SCHEMA_VERSION", "Archive", "ArchiveError", "DiskFull"]
 
@@ -47,12 +49,19 @@ class Archive(
         self.path = Path(path)
         self.readonly = readonly
         self.conn = self._connect()
-        self.db = sqlite_utils.Database(self.conn)
         self._depth = 0
         if not readonly:
             self._migrate()
         elif self.schema_version() > SCHEMA_VERSION:
             raise ArchiveError(f"{self.path}: schema {self.schema_version()} is newer than ours")
+
+    @functools.cached_property
+    def db(self) -> sqlite_utils.Database:
+        """sqlite-utils' view of the connection, for migrations: made on first use, as
+        importing sqlite-utils is a tenth of a re-poll's time."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
 
     # --- lifecycle ---------------------------------------------------------------------
 
