@@ -88,49 +88,61 @@ def item_pages_on_disk(folder: Path) -> set[int]:
 
 
 class PageWriter:
-    """Writes item pages into one folder: only those whose bytes changed, each atomically
-    (temporary file, rename), and the folder synced once at the end.
+    """Writes item pages into one folder: only those whose bytes changed, and the folder
+    synced once at the end.
 
-    Unlike write_if_changed, no page is fsynced on its own: that costs ~10 ms of a disk's
-    time per file, and a first fetch writes thousands of pages. A page is derived from the
-    archive, and every full publish renders every page again, so a page a crash left empty
-    is mended by the next one; the rename still keeps readers from seeing half a page."""
+    Unlike write_if_changed, no page is fsynced on its own (~10 ms of a disk's time per
+    file, and a first fetch writes thousands), and a new page is written in place: creating
+    files is most of what pages cost, and a temporary file and a rename double it. Nothing
+    links to a new page before publish has written it (pages come before the feeds), and a
+    changed page is still replaced by rename, so no reader sees half of a page it was sent
+    to. A page is derived from the archive and every full publish renders every page again,
+    so one a crash left empty or short is mended by the next."""
 
     def __init__(self, folder: Path, on_disk: set[int]) -> None:
         self.folder = str(folder)
         self.on_disk = on_disk
         self.written: list[Path] = []
         self.unchanged = 0
+        self.removed: list[Path] = []
         folder.mkdir(parents=True, exist_ok=True)
 
     def put(self, item_id: int, data: bytes) -> None:
         path = f"{self.folder}/{item_id}.html"
-        if item_id in self.on_disk and _holds(Path(path), data):
+        if item_id not in self.on_disk:
+            _write_new(path, data)
+        elif _holds(Path(path), data):
             self.unchanged += 1
             return
-        temp = f"{self.folder}/.{item_id}.html.{os.getpid()}{TEMP_SUFFIX}"
-        try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-            with os.fdopen(fd, "wb") as handle:
-                os.fchmod(fd, FILE_MODE)  # whatever the umask: for any web server to read
-                handle.write(data)
-            os.replace(temp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
-            raise
+        else:
+            temp = f"{self.folder}/.{item_id}.html.{os.getpid()}{TEMP_SUFFIX}"
+            try:
+                _write_new(temp, data)
+                os.replace(temp, path)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temp)
+                raise
         self.on_disk.add(item_id)
         self.written.append(Path(path))
 
     def remove_all_but(self, keep: set[int]) -> list[Path]:
-        removed = []
+        """Delete the pages of items not in `keep`."""
         for item_id in sorted(self.on_disk - keep):
             path = Path(self.folder, f"{item_id}.html")
             path.unlink(missing_ok=True)
-            removed.append(path)
+            self.removed.append(path)
         self.on_disk &= keep
-        return removed
+        return self.removed
 
     def close(self) -> None:
-        if self.written or self.on_disk:
+        if self.written or self.removed:
             _fsync_dir(Path(self.folder))
+
+
+def _write_new(path: str, data: bytes) -> None:
+    """Create (or truncate) `path` holding `data`, readable by any web server."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    with os.fdopen(fd, "wb") as handle:
+        os.fchmod(fd, FILE_MODE)  # whatever the umask
+        handle.write(data)
