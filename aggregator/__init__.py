@@ -1,8 +1,5 @@
 """Follows NATO's news feed, archives every item and republishes partnership feeds."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("nato-partnership-aggregator")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0"
+# The one place the version is written: pyproject.toml reads it (dynamic version), so a
+# command does not pay importlib.metadata's ~40 ms at every start to look it up.
+__version__ = "0.1.0"
