@@ -229,6 +229,8 @@ class SourceState:
 
     @property
     def state(self) -> str:
+        if self.kind == "seed":
+            return "seeded"  # the seeded articles: imported, never polled
         if self.gone:
             return "gone"
         if not self.enabled:

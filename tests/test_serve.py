@@ -611,7 +611,7 @@ def test_healthz_reports_sources_and_counts(site, client):
     assert nato["consecutive_errors"] == 0
     assert nato["next_poll"] == "2024-05-09T12:30:00Z"
     assert nato["state"] == "ok" and nato["items"] == 2
-    assert by_id["seed"]["items"] == 10
+    assert by_id["seed"]["items"] == 10 and by_id["seed"]["state"] == "seeded"
     assert health["feeds"][config.feeds[0].slug] is not None
 
 
