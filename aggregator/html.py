@@ -43,6 +43,12 @@ _POLICY = (
 )
 CSP = f"{_POLICY}; frame-ancestors 'none'"
 META_CSP = _POLICY  # a <meta> policy cannot say frame-ancestors (browsers ignore it there)
+_HEAD = (
+    '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+    f'<meta http-equiv="Content-Security-Policy" content="{escape(META_CSP)}">\n'
+    '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+    '<meta name="referrer" content="no-referrer">\n'
+)
 
 
 def page(title: str, body: str, *, head: str = "") -> str:
@@ -50,10 +56,6 @@ def page(title: str, body: str, *, head: str = "") -> str:
     built, every value in them escaped already. The policy rides along as a <meta> so that
     a static web server serving the file keeps it."""
     return (
-        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f'<meta http-equiv="Content-Security-Policy" content="{escape(META_CSP)}">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        '<meta name="referrer" content="no-referrer">\n'
-        f"<title>{escape(title)}</title>\n{head}<style>{STYLE}</style>\n</head>\n<body>\n"
-        f"{body}</body>\n</html>\n"
+        f"{_HEAD}<title>{escape(title)}</title>\n{head}<style>{STYLE}</style>\n</head>\n"
+        f"<body>\n{body}</body>\n</html>\n"
     )

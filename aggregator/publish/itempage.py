@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from html import escape
 from itertools import pairwise
 from typing import Any
@@ -59,15 +60,21 @@ def _facts(view: ItemPage) -> str:
     rows.append(("Author", escape(author_of(item))))
     original = _http(item.link)
     if original:
-        rows.append(("Original", f'<a href="{escape(original)}">{escape(original)}</a>'))
+        shown = escape(original)
+        rows.append(("Original", f'<a href="{shown}">{shown}</a>'))
     if view.feeds:
-        links = ", ".join(
-            f'<a href="../{escape(slug)}.atom">{escape(title)}</a>' for slug, title in view.feeds
-        )
-        rows.append(("In the feeds", links))
+        rows.append(("In the feeds", _feed_links(tuple(view.feeds))))
     rows.append(("Published id", f"<code>{escape(item.atom_id)}</code>"))
     lines = "".join(f"<dt>{name}</dt><dd>{value}</dd>\n" for name, value in rows)
     return f'<dl class="facts">\n{lines}</dl>\n'
+
+
+@lru_cache(maxsize=64)
+def _feed_links(feeds: tuple[tuple[str, str], ...]) -> str:
+    """Links to the Atom documents of these feeds (few combinations: made once each)."""
+    return ", ".join(
+        f'<a href="../{escape(slug)}.atom">{escape(title)}</a>' for slug, title in feeds
+    )
 
 
 def _published(item: Item) -> str:
