@@ -137,11 +137,27 @@ def test_publish_succeeds_and_every_document_is_well_formed(
         try:
             if file.suffix == ".json":
                 json.loads(file.read_bytes())
+            elif file.suffix == ".html":
+                _check_item_page(file.read_bytes())
             else:
                 ET.parse(file)
         except (ValueError, ET.ParseError) as exc:
             broken.append(f"{file.relative_to(corpus_run.project.feeds)}: {exc}")
     assert not broken, "published documents that do not parse:\n" + "\n".join(broken)
+
+
+def _check_item_page(data: bytes) -> None:
+    """An item page: UTF-8 HTML with a title, and nothing a source sent became markup that runs."""
+    import lxml.html
+
+    text = data.decode("utf-8")  # strict: ValueError on a byte that is not UTF-8
+    if not text.lower().startswith("<!doctype html>"):
+        raise ValueError("no <!doctype html>")
+    page = lxml.html.document_fromstring(data)
+    if not page.findtext(".//title", "").strip():
+        raise ValueError("no title")
+    if page.xpath("//script | //iframe | //object | //embed | //@*[starts-with(name(), 'on')]"):
+        raise ValueError("script, frame or event handler in the page")
 
 
 def test_nato_items_are_in_the_all_feed(corpus_run: CorpusRun, published: CompletedProcess):
