@@ -25,7 +25,7 @@ from lxml import etree
 from aggregator import config as config_module
 from aggregator import pipeline, publish
 from aggregator.html import CSP, META_CSP
-from aggregator.models import Item, Origin, Precision
+from aggregator.models import Entry, Item, Origin, Precision
 from aggregator.parse.feed import parse_feed
 from aggregator.publish.document import SourceInfo
 from aggregator.publish.itempage import ItemPage, render
@@ -279,3 +279,41 @@ def test_page_rendering_escapes_what_the_archive_holds():
     assert "&lt;script&gt;t&lt;/script&gt;" in body and "&lt;m&gt;" in body
     assert '<time datetime="2024-03-04">4 March 2024</time>' in body  # a day, no time
     assert re.search(r"<dt>Original</dt>", body) is None  # no http(s) link: none shown
+
+
+def test_a_stored_link_no_reader_should_open_is_replaced_by_the_item_page(tmp_path):
+    """The parser keeps only http(s) links; an older archive may hold another: no published
+    document carries it, the entry links the item's page instead."""
+    shutil.copytree(ROOT / "archive" / "seed", tmp_path / "archive" / "seed")
+    config = _config(tmp_path, "https://feeds.example.org")
+    with Archive(config.archive.database) as archive:
+        archive.sync_sources([SourceSpec(s.id, s.title, s.url, s.enabled) for s in config.sources])
+        hostile = Entry(
+            title="A partner story whose link is a script",
+            link="javascript:alert(2)",
+            guid="urn:hostile:2",
+            summary_text="Partners",
+            summary_html="<p>Partners</p>",
+            published=datetime(2024, 5, 9, 12, tzinfo=UTC),
+        )
+        (item_id,) = pipeline.store_entries(archive, [hostile], config.sources[0].id).item_ids
+        assert report_ok(publish.publish_all(archive, config))
+    folder = config.server.feeds_dir
+    documents = [*folder.glob("all.*"), *folder.glob("all/archive/*.atom"), *folder.glob("items/*")]
+    assert documents and all(b"javascript:" not in path.read_bytes() for path in documents)
+    page = f"https://feeds.example.org/feeds/items/{item_id}.html"
+    entry = next(
+        e for e in feedparser.parse(folder / "all.atom").entries if e.id == "urn:hostile:2"
+    )
+    assert entry.link == page
+    item = next(
+        i
+        for i in json.loads((folder / "all.json").read_bytes())["items"]
+        if i["id"] == "urn:hostile:2"
+    )
+    assert item["url"] == page
+
+
+def report_ok(report) -> bool:
+    assert report.ok, report.failure()
+    return True

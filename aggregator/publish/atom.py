@@ -31,6 +31,7 @@ from aggregator.publish.document import (
     author_of,
     inline_content,
     newest_updated,
+    original_link,
 )
 
 ATOM_TYPE = "application/atom+xml"
@@ -138,8 +139,9 @@ def _entry_bytes(item: Item, scheme: str, page: str, source: SourceInfo) -> byte
     if content:
         _text(entry, "content", content).attrib["type"] = "html"
     # feedgen wrote an entry's link without its rel: alternate, the default
-    etree.SubElement(entry, "link", href=item.link or page)
-    if item.link:
+    original = original_link(item)
+    etree.SubElement(entry, "link", href=original or page)
+    if original:
         etree.SubElement(entry, "link", href=page, rel="related", type="text/html")
     if item.summary_html and content != item.summary_html:
         _text(entry, "summary", item.summary_html).attrib["type"] = "html"

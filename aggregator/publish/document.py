@@ -137,12 +137,19 @@ def month_of(item: Item) -> str:
     return item.published.astimezone(UTC).strftime("%Y-%m")
 
 
+def original_link(item: Item) -> str | None:
+    """The link to the original article, when it is one a reader can open: http(s) only,
+    whatever an older archive holds (the parser keeps only those)."""
+    link = item.link
+    return link if link and link[:8].lower().startswith(("http://", "https://")) else None
+
+
 def inline_content(item: Item) -> str | None:
     """The HTML an entry carries as its content: the full text when the archive has it;
     for an item with no link to the original, its summary (an entry needs one or the other)."""
     if item.content_html:
         return item.content_html
-    if not item.link:
+    if not original_link(item):
         return item.summary_html or html.escape(item.title)
     return None
 

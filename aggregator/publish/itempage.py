@@ -20,7 +20,7 @@ from typing import Any
 
 from aggregator.html import page
 from aggregator.models import Item, Precision, Revision
-from aggregator.publish.document import SITE_TITLE, SourceInfo, author_of
+from aggregator.publish.document import SITE_TITLE, SourceInfo, author_of, original_link
 
 FIELDS = {"title": "the title", "summary": "the summary", "content": "the full text"}
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
@@ -58,7 +58,7 @@ def _facts(view: ItemPage) -> str:
         rows.append(("Updated", _when(item.updated, _finer(item.precision))))
     rows.append(("Source", _source(view.source)))
     rows.append(("Author", escape(author_of(item))))
-    original = _http(item.link)
+    original = original_link(item)
     if original:
         shown = escape(original)
         rows.append(("Original", f'<a href="{shown}">{shown}</a>'))

@@ -17,6 +17,7 @@ from aggregator.publish.document import (
     FeedInfo,
     SourceInfo,
     author_of,
+    original_link,
     rfc3339,
 )
 
@@ -43,7 +44,9 @@ def render(info: FeedInfo, items: Sequence[Item], source_of: Callable[[Item], So
 
 def _item(info: FeedInfo, item: Item, source: SourceInfo) -> dict[str, Any]:
     entry: dict[str, Any] = {"id": item.atom_id}
-    entry["url"] = item.link or info.item_url(item.id)  # the original, else the item's page
+    entry["url"] = original_link(item) or info.item_url(
+        item.id
+    )  # the original, else the item's page
     entry["title"] = item.title
     entry["content_html"] = item.content_html or item.summary_html or html.escape(item.title)
     if item.content_html and item.summary_text:

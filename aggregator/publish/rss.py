@@ -21,6 +21,7 @@ from aggregator.publish.document import (
     SourceInfo,
     author_of,
     newest_updated,
+    original_link,
 )
 
 
@@ -48,7 +49,9 @@ def render(
 def _item(fg: FeedGenerator, info: FeedInfo, item: Item, source: SourceInfo) -> None:
     fe = fg.add_entry(order="append")
     fe.title(item.title)
-    fe.link(href=item.link or info.item_url(item.id))  # the original, else the item's page
+    fe.link(
+        href=original_link(item) or info.item_url(item.id)
+    )  # the original, else the item's page
     fe.guid(item.atom_id, permalink=item.atom_id == item.link)
     if item.summary_html:
         fe.description(item.summary_html)
