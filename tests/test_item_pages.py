@@ -9,8 +9,6 @@ import json
 import os
 import re
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -29,11 +27,10 @@ from aggregator.models import Entry, Item, Origin, Precision
 from aggregator.parse.feed import parse_feed
 from aggregator.publish.document import SourceInfo
 from aggregator.publish.itempage import ItemPage, render
-from aggregator.serve import make_server
 from aggregator.store import Archive
 from aggregator.store.sources import SourceSpec
 from tests.conftest import FIXTURES, ROOT
-from tests.test_serve import free_port
+from tests.test_serve import free_port, serving
 
 CAPTURES = ("nato-news-2022-11-26.rss", "nato-news-2023-05-24.rss")
 NATO_FEED = "https://www.nato.int/cps/rss/en/natohq/rssFeed.xsl/rssFeed.xml"
@@ -68,18 +65,9 @@ def site(tmp_path_factory) -> Iterator[tuple[config_module.Config, str]]:
     base = f"http://127.0.0.1:{port}"
     config = _config(root, base)
     _fill(config)
-    server = make_server(config, host="127.0.0.1", port=port)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
-    try:
+    with serving(config, port=port) as served:
+        assert served == base
         yield config, base
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -207,9 +207,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(config: config_module.Config, app=None, **options) -> Iterator[str]:
-    """The real server for `config` in a thread; `options` go to make_server (e.g. limits)."""
-    port = free_port()
+def serving(
+    config: config_module.Config, app=None, port: int | None = None, **options
+) -> Iterator[str]:
+    """The real server for `config` in a thread, on `port` or a free one; `options` go to
+    make_server (e.g. limits)."""
+    port = port or free_port()
     server = make_server(config, app, host="127.0.0.1", port=port, **options)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
