@@ -9,6 +9,11 @@ RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 SAY_INSTALLING = @echo "installing the aggregator and its dependencies$(1) into $(VENV) (about half a minute)…"
 
+# Four pytest workers on two cores: most tests wait on subprocesses, servers and sockets,
+# not on the CPU (serial: 5 min 41 s; four workers: 2 min 40 s, measured on 2 cores).
+# Each test file stays on one worker, so module fixtures are built once.
+PYTEST_WORKERS ?= -n 4 --dist loadfile
+
 .PHONY: run test lint format clean bench corpus
 
 $(BIN)/python:
@@ -30,7 +35,7 @@ run: $(RUN_STAMP)
 test: $(TEST_STAMP)
 	$(BIN)/ruff check aggregator tests benchmarks
 	$(BIN)/ruff format --check aggregator tests benchmarks
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_WORKERS)
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check aggregator tests benchmarks
