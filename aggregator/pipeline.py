@@ -215,7 +215,10 @@ def publish_touched(
     the publish failed (recorded and owed)."""
     from aggregator.publish import PublishError, feeds_touched
 
-    touched = feeds_touched(config, topics)
+    # A feed no publish has written yet is written now, even empty: its URL must answer.
+    touched = feeds_touched(config, topics) | archive.never_published(
+        [feed.slug for feed in config.feeds]
+    )
     owed_before = debt.unsettled > own_marks
     feeds = [feed for feed in config.feeds if owed_before or feed.slug in touched]
     months = None if owed_before else counts.months  # a debt from before: every month

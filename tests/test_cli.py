@@ -18,6 +18,15 @@ from tests.conftest import ROOT, run_cli
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
+def test_the_first_import_writes_every_feed_even_one_no_item_matches(project):
+    project.cli("import-seeds")
+    slugs = re.findall(r'^slug = "([a-z0-9-]+)"', project.config.read_text(), re.MULTILINE)
+    assert "indo-pacific" in slugs  # no seed is about the Indo-Pacific: an empty feed
+    for slug in slugs:
+        for extension in ("atom", "rss", "json"):
+            assert (project.feeds / f"{slug}.{extension}").is_file(), (slug, extension)
+
+
 def test_import_seeds_twice_then_items_as_json(project):
     first = project.cli("import-seeds")
     assert "10 new" in first.stdout

@@ -101,6 +101,11 @@ class PublishingMixin:
                 known = self._meta_values(keys)
         return {key[len(FIRST_PUBLISHED) :]: from_text(value) for key, value in known.items()}
 
+    def never_published(self: Archive, slugs: Sequence[str]) -> set[str]:
+        """The feeds no publish has written yet (a feed new to config, or a fresh archive)."""
+        known = self._meta_values([FIRST_PUBLISHED + slug for slug in slugs]) if slugs else {}
+        return {slug for slug in slugs if FIRST_PUBLISHED + slug not in known}
+
     def _meta_values(self: Archive, keys: Sequence[str]) -> dict[str, str]:
         places = ",".join("?" * len(keys))
         sql = f"SELECT key, value FROM meta WHERE key IN ({places})"
