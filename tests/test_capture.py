@@ -280,6 +280,13 @@ def test_a_snapshot_includes_the_pages_and_verify_reads_every_record(site):
     assert "snapshot" in made and kept.read_bytes() == config.capture.warc.read_bytes()
     assert "pages.warc.gz" in json.loads((folder / "manifest.json").read_text())["files"]
     assert run_cli("--config", str(config_path), "snapshot", "verify", folder.name).returncode == 0
+    snapshotted = kept.read_bytes()
+    with config.capture.warc.open("ab") as later:  # captures made after the snapshot
+        later.write(b"later records")
+    run_cli("--config", str(config_path), "snapshot", "restore", folder.name)
+    assert config.capture.warc.read_bytes() == snapshotted
+    (replaced,) = config.capture.warc.parent.glob("pages.warc.gz.replaced-*")
+    assert replaced.read_bytes().endswith(b"later records")
     damaged = bytearray(kept.read_bytes())
     damaged[-5] ^= 0xFF
     kept.write_bytes(bytes(damaged))

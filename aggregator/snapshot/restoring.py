@@ -18,6 +18,7 @@ from aggregator.snapshot.files import copy_file, fsync_dir
 from aggregator.snapshot.layout import (
     DATABASE,
     FEEDS,
+    PAGES,
     STAMP,
     Progress,
     SnapshotError,
@@ -57,6 +58,7 @@ def restore(config: Config, name: str, progress: Progress = quiet) -> RestoreRep
     with lock.acquire(wait=WRITER_WAIT), unpacked(path, snapshots) as folder:
         verify_folder(folder, progress)
         replaced = _swap_in(folder / DATABASE, database)
+        _put_back_pages(folder / PAGES, Path(config.capture.warc))
         note = _republish(database, config, folder / FEEDS)
     return RestoreReport(info(path), database, replaced, note)
 
@@ -71,6 +73,24 @@ def _swap_in(source: Path, database: Path) -> Path | None:
     finally:
         incoming.unlink(missing_ok=True)
     return replaced
+
+
+def _put_back_pages(source: Path, warc: Path) -> None:
+    """The snapshot's captured pages in place of the WARC file, the current one kept beside
+    it as `<name>.replaced-<stamp>` (it may hold captures made after the snapshot). A
+    snapshot made before any capture has no pages: the current file stays."""
+    if not source.is_file():
+        return
+    warc.parent.mkdir(parents=True, exist_ok=True)
+    incoming = warc.with_name(f".{warc.name}.restore-{os.getpid()}")
+    try:
+        copy_file(source, incoming)
+        if warc.exists():
+            os.replace(warc, _free_name(warc.with_name(f"{warc.name}.replaced-{now():{STAMP}}")))
+        os.replace(incoming, warc)
+        fsync_dir(warc.parent)
+    finally:
+        incoming.unlink(missing_ok=True)
 
 
 def _retire(database: Path) -> Path:
