@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -72,34 +72,29 @@ class TopicsMixin:
         """For each item, the topics it matched and the rules that fired for each (as classify
         recorded them: dicts of "rule", "field", "weight" and "match")."""
         found: dict[int, dict[str, tuple]] = {}
+        for item_id, topic, rules in self._matched_topics(item_ids, "rules"):
+            found.setdefault(item_id, {})[topic] = tuple(json.loads(rules))
+        return found
+
+    def _matched_topics(self: Archive, item_ids: Sequence[int], column: str) -> Iterator[tuple]:
+        """(item_id, topic, `column`) of the topics the items matched, 500 ids a query
+        (SQLite's limit on bound parameters)."""
         for start in range(0, len(item_ids), 500):
             chunk = list(item_ids[start : start + 500])
             marks = ",".join("?" * len(chunk))
-            rows = self.conn.execute(
-                f"SELECT item_id, topic, rules FROM item_topics "
+            yield from self.conn.execute(
+                f"SELECT item_id, topic, {column} FROM item_topics "
                 f"WHERE matched = 1 AND item_id IN ({marks})",
                 chunk,
             )
-            for item_id, topic, rules in rows:
-                found.setdefault(item_id, {})[topic] = tuple(json.loads(rules))
-        return found
 
     def _with_topics(self: Archive, items: list[Item]) -> list[Item]:
         """Attach matched topics and their scores to items read from the archive."""
         if not items:
             return items
         topics: dict[int, dict[str, float]] = {}
-        ids = [item.id for item in items]
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self.conn.execute(
-                f"SELECT item_id, topic, score FROM item_topics "
-                f"WHERE matched = 1 AND item_id IN ({marks})",
-                chunk,
-            )
-            for item_id, topic, score in rows:
-                topics.setdefault(item_id, {})[topic] = score
+        for item_id, topic, score in self._matched_topics([item.id for item in items], "score"):
+            topics.setdefault(item_id, {})[topic] = score
         # An item read from the archive has no topics yet: only those that have some change.
         return [
             replace(item, topics=topics[item.id]) if item.id in topics else item for item in items
