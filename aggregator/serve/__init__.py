@@ -48,7 +48,6 @@ _HTML_HEADERS = {k.decode(): v.decode() for k, v in pages.html_headers()}
 _NO_STORE = {"cache-control": "no-store", "x-content-type-options": "nosniff"}
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 SEARCH_MAX_AGE = 60  # seconds: a search answers from an archive that changes every poll
-_SEARCH_PROBLEM = {"cache-control": "no-store", "x-content-type-options": "nosniff"}
 _NOT_ALLOWED_BODY = pages.METHOD_NOT_ALLOWED_HTML.encode()
 _NOT_ALLOWED = [
     *pages.html_headers(),
@@ -119,7 +118,7 @@ def create_app(config: Config) -> Starlette:
             query = parse_query(request.query_params.get("q", ""))
             results, states = _search(config, query.fts, newest_first=True, states=True)
         except SearchError as exc:
-            return PlainTextResponse(f"{exc}\n", 400, headers=_SEARCH_PROBLEM)
+            return PlainTextResponse(f"{exc}\n", 400, headers=_NO_STORE)
         info = searchfeeds.SearchFeedInfo.of_query(query.text, server.base_url)
         searched = datetime.now(UTC).replace(microsecond=0)
         body = searchfeeds.render(kind, info, [r.item for r in results], states, searched)
@@ -143,7 +142,7 @@ def create_app(config: Config) -> Starlette:
 
     def healthz(request: Request) -> Response:
         status, payload = observe.health(config, datetime.now(UTC))
-        if status == 200 or payload["status"] != "unavailable":
+        if payload["status"] != "unavailable":
             payload["feeds"] = _published(config)
         return JSONResponse(payload, status, headers=_NO_STORE)
 
@@ -240,8 +239,8 @@ def _search_page(
 
 def _item_pages(config: Config, items: list[Item]) -> frozenset[int]:
     """Which of these items have a page that publish wrote."""
-    folder = config.server.feeds_dir / "items"
-    return frozenset(i.id for i in items if (folder / f"{i.id}.html").is_file())
+    folder = config.server.feeds_dir
+    return frozenset(i.id for i in items if pages.item_page_file(folder, i.id).is_file())
 
 
 def _published(config: Config) -> dict[str, str | None]:

@@ -11,11 +11,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from email.utils import formatdate
 from html import escape
-from urllib.parse import urlencode, urlsplit
+from pathlib import Path
+from urllib.parse import urlencode
 
 from aggregator.config import Config, FeedConfig
 from aggregator.html import CSP, page
 from aggregator.models import FeedSize, Item, Precision, PublishState, SearchResult, SourceState
+from aggregator.publish.document import item_page_path, original_link
 from aggregator.search import MAX_QUERY
 
 FORMATS = (("atom", "Atom"), ("rss", "RSS"), ("json", "JSON Feed"))
@@ -137,7 +139,7 @@ def _item_li(
     original link beside a page's; for a search result, what matched marked."""
     title = highlighted(found.title) if found else escape(item.title)
     passage = highlighted(found.passage) if found else ""
-    original = _original(item)
+    original = original_link(item)
     if has_page:
         title = f'<a class="title" href="{item_page_href(item.id)}">{title}</a>'
     elif original:
@@ -154,14 +156,14 @@ def _item_li(
     return f'<li>{title}{snippet}<br><span class="meta">{meta}</span></li>\n'
 
 
+def item_page_file(feeds_dir: Path, item_id: int) -> Path:
+    """Where publish writes an item's page on disk."""
+    return feeds_dir / item_page_path(item_id)
+
+
 def item_page_href(item_id: int) -> str:
     """Where publish writes an item's page, relative to the site's root."""
-    return f"feeds/items/{item_id}.html"
-
-
-def _original(item: Item) -> str | None:
-    link = item.link
-    return link if link and urlsplit(link).scheme in ("http", "https") else None
+    return f"feeds/{item_page_path(item_id)}"
 
 
 def _show_date(value: datetime, precision: Precision) -> str:

@@ -15,12 +15,10 @@ from urllib.parse import urlencode
 from aggregator.models import Item, SourceState
 from aggregator.publish import atom, jsonfeed, rss
 from aggregator.publish.document import FeedInfo, Page, SourceInfo, present_source
+from aggregator.publish.isolate import render_isolated
+from aggregator.serve.files import CONTENT_TYPES
 
-CONTENT_TYPES = {
-    "atom": b"application/atom+xml; charset=utf-8",
-    "rss": b"application/rss+xml; charset=utf-8",
-    "json": b"application/feed+json; charset=utf-8",
-}
+__all__ = ["CONTENT_TYPES", "SearchFeedInfo", "render"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +67,13 @@ def render(
     def source_of(item: Item) -> SourceInfo:
         return present_source(item.source_id, sources.get(item.source_id))
 
-    if kind == "atom":
-        return atom.render(info, Page(tuple(items), empty_updated=searched), source_of)
-    if kind == "rss":
-        return rss.render(info, items, source_of, empty_updated=searched)
-    return jsonfeed.render(info, items, source_of)
+    def document(some: Sequence[Item]) -> bytes:
+        if kind == "atom":
+            return atom.render(info, Page(tuple(some), empty_updated=searched), source_of)
+        if kind == "rss":
+            return rss.render(info, some, source_of, empty_updated=searched)
+        return jsonfeed.render(info, some, source_of)
+
+    # As in publish: an item the renderer cannot write is left out, not the whole feed.
+    body, _ = render_isolated(document, items)
+    return body
