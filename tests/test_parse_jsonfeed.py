@@ -95,3 +95,20 @@ def test_rss_still_goes_to_feedparser():
         b"<rss version='2.0'><channel><title>T</title><item><title>A</title></item></channel></rss>"
     )
     assert parse_document(rss, URL).version == "rss20"
+
+
+def test_relative_links_in_json_feed_content_are_made_absolute_like_rss():
+    body = document(
+        items=[
+            {
+                "id": "a",
+                "title": "One",
+                "url": "/news/1",
+                "content_html": '<p><a href="/rel">More</a> <img src="i.png" alt="x"></p>',
+            }
+        ]
+    )
+    (entry,) = parse_document(body, URL).entries
+    assert entry.link == "https://example.org/news/1"
+    assert 'href="https://example.org/rel"' in entry.summary_html
+    assert 'src="https://example.org/news/i.png"' in entry.summary_html

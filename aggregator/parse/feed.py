@@ -55,7 +55,7 @@ _UTC_NAMED = re.compile(r"\b(GMT|UTC|Z)\b")
 # characters): most NATO descriptions. Skipping nh3 and the HTML-to-text pass for it is a
 # tenth of our parse time; tests prove the output is the same.
 _PLAIN = re.compile("[^<>&\x00-\x08\x0b-\x1f\x7f-\xa0\ufeff\ufffe\uffff\ud800-\udfff]*")
-_ABSOLUTE = re.compile(r"^\s*https?://", re.IGNORECASE)
+_ABSOLUTE = re.compile(r"^\s*https?://(?!\[)", re.IGNORECASE)  # an IPv6 host: urlsplit checks it
 # dict.get skips FeedParserDict's alias lookups (a tenth of the time spent reading its
 # entries); the keys read are the names feedparser stores.
 _get = dict.get
@@ -124,7 +124,7 @@ def _parse(body: bytes, url: str, headers: Mapping[str, str], max_entries: int) 
     return ParsedFeed(
         entries=entries,
         title=" ".join(xml_safe(feed.get("title", "")).split()),
-        link=_absolute_http(xml_safe(feed.get("link") or ""), url),
+        link=absolute_http(xml_safe(feed.get("link") or ""), url),
         bozo=problem,
         version=result.get("version") or "",
         dropped=cut.dropped,
@@ -263,7 +263,7 @@ def _feedparser() -> ModuleType:
 def _entry(raw: Mapping[str, Any], base: str) -> Entry | None:
     """The entry, or None when it has nothing to show or point to; `finished` gives an
     entry without a title one."""
-    link = _absolute_http(_get(raw, "link"), base)
+    link = absolute_http(_get(raw, "link"), base)
     guid = (_get(raw, "id") or "").strip() or None
     title = _title(raw)
     summary_html = _html(_get(raw, "summary_detail"), _get(raw, "summary"), base)
@@ -307,7 +307,7 @@ def _html(detail: Mapping[str, Any] | None, value: str | None, base: str) -> str
     kind = _get(detail or {}, "type", "text/html")
     if kind not in _HTML_TYPES:
         value = "<p>" + html.escape(value, quote=False) + "</p>"
-    return _absolute_refs(sanitize(value), base)
+    return absolute_refs(sanitize(value), base)
 
 
 def sanitize(fragment: str) -> str:
@@ -349,7 +349,7 @@ def _categories(raw: Mapping[str, Any]) -> tuple[str, ...]:
 # --- links ---------------------------------------------------------------------------------
 
 
-def _absolute_http(link: str | None, base: str) -> str | None:
+def absolute_http(link: str | None, base: str) -> str | None:
     if not link or not link.strip():
         return None
     if _ABSOLUTE.match(link):
@@ -361,7 +361,7 @@ def _absolute_http(link: str | None, base: str) -> str | None:
         return None
 
 
-def _absolute_refs(fragment: str, base: str) -> str:
+def absolute_refs(fragment: str, base: str) -> str:
     """Relative href/src in sanitized HTML (which always double-quotes) made absolute."""
     if not fragment or not base or ('href="' not in fragment and 'src="' not in fragment):
         return fragment

@@ -11,11 +11,18 @@ import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
-from urllib.parse import urljoin, urlsplit
 
 from aggregator.models import Entry, Precision
 from aggregator.parse import dates
-from aggregator.parse.feed import FeedError, ParsedFeed, note_on, sanitize, text_of
+from aggregator.parse.feed import (
+    FeedError,
+    ParsedFeed,
+    absolute_http,
+    absolute_refs,
+    note_on,
+    sanitize,
+    text_of,
+)
 from aggregator.parse.prepare import DEFAULT_MAX_ENTRIES, over_max_entries
 from aggregator.parse.sanitize import text_to_html
 from aggregator.parse.text import finished, xml_safe
@@ -76,8 +83,8 @@ def _entry(raw: Any, base: str) -> Entry | None:
     if not isinstance(raw, dict):
         raise TypeError("an item is not a JSON object")
     link = _http(raw.get("url"), base) or _http(raw.get("external_url"), base)
-    content_html = _html(raw.get("content_html"), raw.get("content_text"))
-    summary_html = _html(None, raw.get("summary")) or content_html
+    content_html = _html(raw.get("content_html"), raw.get("content_text"), base)
+    summary_html = _html(None, raw.get("summary"), base) or content_html
     if summary_html == content_html:
         content_html = ""
     title = _line(raw.get("title"))
@@ -103,9 +110,9 @@ def _entry(raw: Any, base: str) -> Entry | None:
     )
 
 
-def _html(html: Any, text: Any) -> str:
+def _html(html: Any, text: Any, base: str) -> str:
     if isinstance(html, str) and html.strip():
-        return sanitize(xml_safe(html))
+        return absolute_refs(sanitize(xml_safe(html)), base)
     if isinstance(text, str) and text.strip():
         return text_to_html(xml_safe(text))
     return ""
@@ -137,10 +144,4 @@ def _line(value: Any) -> str:
 
 
 def _http(value: Any, base: str) -> str | None:
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        absolute = urljoin(base, xml_safe(value.strip()))
-    except ValueError:
-        return None
-    return absolute if urlsplit(absolute).scheme in ("http", "https") else None
+    return absolute_http(xml_safe(value), base) if isinstance(value, str) else None

@@ -15,12 +15,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 from aggregator.config import Selectors
 from aggregator.models import Entry, Precision
 from aggregator.parse import dates
-from aggregator.parse.feed import FeedError, ParsedFeed, note_on
+from aggregator.parse.feed import FeedError, ParsedFeed, absolute_http, note_on
 from aggregator.parse.prepare import DEFAULT_MAX_ENTRIES, over_max_entries
 from aggregator.parse.sanitize import text_to_html
 from aggregator.parse.text import finished, xml_safe
@@ -121,13 +121,7 @@ def _link(node, base: str) -> str | None:
     if not href and node.tag != "a":  # the selector named the card's heading: its link
         inner = node.css_first("a[href]")
         href = inner.attributes.get("href") if inner is not None else None
-    if not href or not href.strip():
-        return None
-    try:
-        absolute = urljoin(base, xml_safe(href.strip()))
-    except ValueError:  # "Invalid IPv6 URL": nothing a reader could open
-        return None
-    return absolute if urlsplit(absolute).scheme in ("http", "https") else None
+    return absolute_http(xml_safe(href), base) if href else None
 
 
 def _date(node, fetched_at: datetime) -> tuple[datetime, Precision] | None:
