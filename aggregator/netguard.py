@@ -137,9 +137,9 @@ class GuardedTransport(httpx.AsyncBaseTransport):
     """An httpx transport that checks each request's target before connecting.
 
     Refused requests raise `TargetRefused` and never open a connection. An allowed one is
-    sent to the address that was checked. `private_hosts` are hosts whose private addresses
-    are accepted (a source configured to allow them), when `allow_private` is off, and so is
-    a request whose `PRIVATE_OK` extension is true.
+    sent to the addresses that were checked, in turn until one connects. `private_hosts` are
+    hosts whose private addresses are accepted (a source configured to allow them) when
+    `allow_private` is off, and so is a request whose `PRIVATE_OK` extension is true.
     """
 
     def __init__(
@@ -171,7 +171,12 @@ class GuardedTransport(httpx.AsyncBaseTransport):
                 raise TargetRefused(f"refused: {reason}", request=request)
         if not addresses:
             raise TargetRefused(f"{host} resolves to no address", request=request)
-        return await self.inner.handle_async_request(_pinned(request, addresses[0]))
+        for address in addresses[:-1]:  # each checked address in turn, as a resolver would
+            try:
+                return await self.inner.handle_async_request(_pinned(request, address))
+            except httpx.ConnectError:
+                continue
+        return await self.inner.handle_async_request(_pinned(request, addresses[-1]))
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -159,6 +159,19 @@ def test_the_connection_goes_to_the_checked_address_with_the_host_name_kept(feed
     assert feed_server.requests("/page")[0].headers["host"] == f"news.example:{feed_server.port}"
 
 
+def test_an_address_nothing_answers_on_is_passed_over_for_the_next(feed_server):
+    # A host with an IPv6 record, fetched where only IPv4 answers: the server listens on
+    # 127.0.0.1 only, so ::1 refuses (or is unreachable) and 127.0.0.1 must be tried next.
+    feed_server.route("/page", body=b"second address")
+
+    async def resolver(host: str, port: int) -> list[str]:
+        return ["::1", "127.0.0.1"]
+
+    transport = GuardedTransport(allow_private=True, resolver=resolver)
+    response = asyncio.run(get(transport, f"http://dual.example:{feed_server.port}/page"))
+    assert (response.status_code, response.content) == (200, b"second address")
+
+
 def test_a_refusal_is_an_httpx_connect_error_with_its_reason():
     async def resolver(host: str, port: int) -> list[str]:
         return ["169.254.169.254"]
