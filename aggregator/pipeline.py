@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 from aggregator import classify, dedupe, metrics
 from aggregator.clock import now as utc_now
@@ -666,10 +667,15 @@ async def _where_feeds_are(fetcher: Fetcher, result: FetchResult) -> str:
     found = discover.advertised(result.body, result.final_url) if _is_html(result) else []
     home = discover.site_root(result.final_url or result.url)
     if not found and home != result.final_url:
-        page = await fetcher.get(home)
+        # The home of where the answer came from: a redirect may have chosen it.
+        page = await fetcher.get(home, remote=not _same_host(home, result.url))
         if page.ok and _is_html(page):
             found = discover.advertised(page.body, page.final_url)
     return discover.hint(found, instead_of=result.url)
+
+
+def _same_host(url: str, other: str) -> bool:
+    return (urlsplit(url).hostname or "").lower() == (urlsplit(other).hostname or "").lower()
 
 
 def _is_html(result: FetchResult) -> bool:
@@ -817,16 +823,21 @@ async def _discover(config: Config, url: str) -> list[Found]:
         itself = _read_as_feed(page, discover.Candidate(page.final_url, how="given"), config)
         if itself is not None:
             return [itself]
-        found = await _feeds_among(fetcher, discover.advertised(page.body, page.final_url), config)
-        return found or await _feeds_among(fetcher, discover.usual_paths(page.final_url), config)
+        advertised = discover.advertised(page.body, page.final_url)
+        found = await _feeds_among(fetcher, advertised, config, url)
+        return found or await _feeds_among(
+            fetcher, discover.usual_paths(page.final_url), config, url
+        )
 
 
 async def _feeds_among(
-    fetcher: Fetcher, candidates: Sequence[Candidate], config: Config
+    fetcher: Fetcher, candidates: Sequence[Candidate], config: Config, given: str
 ) -> list[Found]:
+    """The candidates that answer with a feed. A page names them: one on another host than
+    the URL the user gave is a remote party's choice, held to public addresses."""
     found = []
     for candidate in candidates:
-        answer = await fetcher.get(candidate.url)
+        answer = await fetcher.get(candidate.url, remote=not _same_host(candidate.url, given))
         feed = _read_as_feed(answer, candidate, config) if answer.ok else None
         if feed is not None:
             found.append(feed)

@@ -211,6 +211,16 @@ def test_discover_tries_the_usual_paths_when_a_page_advertises_nothing(project, 
     assert feed_server.url("/atom.xml") in result.stdout and "10 items" in result.stdout
 
 
+def test_discover_holds_a_feed_advertised_on_another_host_to_public_addresses(project, feed_server):
+    elsewhere = f"http://localhost:{feed_server.port}/internal.rss"
+    page = f'<html><head><link rel="alternate" type="application/rss+xml" href="{elsewhere}">'
+    feed_server.route("/", body=page.encode(), content_type=HTML)
+    feed_server.route("/internal.rss", body=RSS)
+    result = project.cli("discover", feed_server.url("/"), check=False)
+    assert result.returncode == 1 and "no feed found" in result.stderr
+    assert feed_server.requests("/internal.rss") == []  # refused before connecting
+
+
 def test_discover_says_when_nothing_is_found(project, feed_server):
     feed_server.route("/", body=b"<html><body>Nothing</body></html>", content_type=HTML)
     result = project.cli("discover", feed_server.url("/"), check=False)
