@@ -57,6 +57,9 @@ bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/serve.py
 	$(BIN)/python benchmarks/daemon.py
 	$(BIN)/python benchmarks/snapshot.py
+	$(BIN)/python benchmarks/hostile.py
+	$(BIN)/python benchmarks/search.py
+	$(BIN)/python benchmarks/capture.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

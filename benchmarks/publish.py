@@ -146,6 +146,8 @@ def main() -> None:
     print(f"  cold/baseline {cold:.2f}  warm/baseline {warm:.2f}", end="  ")
     print(f"(target: warm <= {TARGET_WARM_RATIO}: {verdict})")
     per_page = (median["full"] - median["warm"]) / options.items * 1000
+    full = median["full"] / median["baseline"]
+    print(f"  full/baseline {full:.2f} (every document and item page re-rendered)")
     print(f"  item pages: {per_page:.2f} ms per item to render and compare (full - warm)")
 
 
