@@ -19,6 +19,11 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def now_to_the_second() -> datetime:
+    """The current moment as the archive keeps it: to the second."""
+    return now().replace(microsecond=0)
+
+
 def stamp(moment: datetime | None, missing: str | None = MISSING) -> str | None:
     """`2026-11-23T10:30:00Z`; `missing` when there is no moment."""
     if moment is None:

@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 from aggregator import classify, dedupe, metrics
 from aggregator.clock import now as utc_now
+from aggregator.clock import now_to_the_second
 from aggregator.config import Config, FeedConfig, Selectors, SourceConfig
 from aggregator.errors import SourceError, UsageError
 from aggregator.fetch import Fetcher, FetchResult
@@ -526,7 +527,7 @@ class Pipeline:
         store step, the fetch or parse in flight is abandoned and nothing is recorded.
         """
         started = time.monotonic()
-        now = now or utc_now().replace(microsecond=0)  # the archive's resolution
+        now = now or now_to_the_second()  # the archive's resolution
         source = await self.run_locked(Archive.get_source, source_id)
         if source is None:
             raise UsageError(f'no source "{source_id}" in the archive')

@@ -8,10 +8,10 @@ from dataclasses import replace
 import pytest
 
 from aggregator import pipeline
+from aggregator.clock import now_to_the_second as now
 from aggregator.models import Entry, Origin
 from aggregator.parse.seed import read_seed_file, seed_files
 from aggregator.store import SCHEMA_VERSION, Archive, ArchiveError
-from aggregator.store.codec import now
 from aggregator.store.sources import SEED_SOURCE_ID
 from tests.conftest import FIXTURES, SEEDS, table_counts
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aggregator import metrics
+from aggregator.clock import now_to_the_second as clock
 from aggregator.config import Config, FeedConfig
 from aggregator.errors import AggregatorError, UsageError
 from aggregator.models import Item
@@ -45,7 +46,6 @@ from aggregator.publish.files import (
 )
 from aggregator.publish.isolate import LeftOut, Render, one_line, render_isolated
 from aggregator.store import Archive
-from aggregator.store.codec import now as clock
 
 if TYPE_CHECKING:
     from aggregator.publish import atom

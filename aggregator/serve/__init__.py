@@ -31,6 +31,7 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
+from aggregator.clock import now_to_the_second
 from aggregator.config import Config
 from aggregator.errors import SearchError, UsageError
 from aggregator.models import FeedSize, Item, SearchResult
@@ -120,7 +121,7 @@ def create_app(config: Config) -> Starlette:
         except SearchError as exc:
             return PlainTextResponse(f"{exc}\n", 400, headers=_NO_STORE)
         info = searchfeeds.SearchFeedInfo.of_query(query.text, server.base_url)
-        searched = datetime.now(UTC).replace(microsecond=0)
+        searched = now_to_the_second()
         body = searchfeeds.render(kind, info, [r.item for r in results], states, searched)
         # Last-Modified is now: an older item can join the results, so the newest date
         # would not tell a change; the ETag (of the bytes) answers conditional requests.
