@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aggregator.errors import ArchiveBusy, ArchiveDamaged, ArchiveError, DiskFull, SearchError
-from aggregator.models import Item, SearchResult
+from aggregator.models import SearchResult
 from aggregator.store.captures import CapturesMixin
 from aggregator.store.feeds import FeedsMixin
 from aggregator.store.items import ItemsMixin
@@ -159,16 +159,12 @@ class Archive(
 
     # --- search ------------------------------------------------------------------------
 
-    def search(self, query: str, limit: int = 20) -> list[Item]:
-        """Full-text search (FTS5 syntax), best match first; SearchError for a query that
-        SQLite cannot read (the statement is fixed, so its SQLITE_ERROR is the query's)."""
-        with _query_read(query):
-            return super().search(query, limit)
-
     def search_snippets(
         self, query: str, limit: int = 20, *, newest_first: bool = False
     ) -> list[SearchResult]:
-        """As `search`, each item with the passage that matched."""
+        """Full-text search (FTS5 syntax), each item with the passage that matched (`search`
+        reads through it); SearchError for a query SQLite cannot read (the statement is
+        fixed, so its SQLITE_ERROR is the query's)."""
         with _query_read(query):
             return super().search_snippets(query, limit, newest_first=newest_first)
 
