@@ -10,6 +10,7 @@ prints them, and a feed source that answers 404, 410 or a web page names them.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
@@ -48,12 +49,16 @@ class Found:
     how: str
 
 
-def advertised(body: bytes, page_url: str) -> list[Candidate]:
+def advertised(
+    body: bytes, page_url: str, headers: Mapping[str, str] | None = None
+) -> list[Candidate]:
     """The feeds a page advertises with <link rel="alternate">, then its <a> links that
     look like feeds; absolute, http(s), each once, in page order."""
     from selectolax.lexbor import LexborHTMLParser
 
-    page = LexborHTMLParser(body.decode("utf-8", errors="replace"))
+    from aggregator.parse.listing import decode_page
+
+    page = LexborHTMLParser(decode_page(body, headers or {}))
     base = _base(page, page_url)
     found: dict[str, Candidate] = {}
     for link in page.css("link[rel][href]"):

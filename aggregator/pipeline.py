@@ -665,13 +665,17 @@ async def _where_feeds_are(fetcher: Fetcher, result: FetchResult) -> str:
     the page it answered with, else on the site's home page."""
     from aggregator import discover
 
-    found = discover.advertised(result.body, result.final_url) if _is_html(result) else []
+    found = (
+        discover.advertised(result.body, result.final_url, result.headers)
+        if _is_html(result)
+        else []
+    )
     home = discover.site_root(result.final_url or result.url)
     if not found and home != result.final_url:
         # The home of where the answer came from: a redirect may have chosen it.
         page = await fetcher.get(home, remote=not _same_host(home, result.url))
         if page.ok and _is_html(page):
-            found = discover.advertised(page.body, page.final_url)
+            found = discover.advertised(page.body, page.final_url, page.headers)
     return discover.hint(found, instead_of=result.url)
 
 
@@ -824,7 +828,7 @@ async def _discover(config: Config, url: str) -> list[Found]:
         itself = _read_as_feed(page, discover.Candidate(page.final_url, how="given"), config)
         if itself is not None:
             return [itself]
-        advertised = discover.advertised(page.body, page.final_url)
+        advertised = discover.advertised(page.body, page.final_url, page.headers)
         found = await _feeds_among(fetcher, advertised, config, url)
         return found or await _feeds_among(
             fetcher, discover.usual_paths(page.final_url), config, url

@@ -55,3 +55,18 @@ def test_usual_paths_are_on_the_page_s_site():
         "https://www.nato.int/atom.xml",
     ]
     assert all(candidate.how == "usual" for candidate in usual_paths(URL))
+
+
+def test_a_page_in_its_own_charset_gives_titles_as_written():
+    page = '<meta charset="windows-1252"><link rel="alternate" type="application/rss+xml" '
+    page += 'title="Actualités – OTAN" href="/fr/rss.xml">'
+    (found,) = advertised(page.encode("cp1252"), URL)
+    assert found.title == "Actualités – OTAN"
+    (served,) = advertised(
+        'x<link rel="alternate" type="application/rss+xml" title="Défense" href="/a">'.encode(
+            "latin-1"
+        ),
+        URL,
+        {"content-type": "text/html; charset=ISO-8859-1"},
+    )
+    assert served.title == "Défense"

@@ -46,7 +46,7 @@ def parse_listing(
     structure no longer matches the selectors."""
     from selectolax.lexbor import LexborHTMLParser, SelectolaxError
 
-    page = LexborHTMLParser(_decode(body, headers or {}))
+    page = LexborHTMLParser(decode_page(body, headers or {}))
     base = _base_url(page, url)
     try:
         cards = page.css(selectors.item)
@@ -147,7 +147,7 @@ def _page_title(page) -> str:
     return _text(page.css_first("title"))
 
 
-def _decode(body: bytes, headers: Mapping[str, str]) -> str:
+def decode_page(body: bytes, headers: Mapping[str, str]) -> str:
     """The page as text: the charset the server or the page names, else UTF-8; bytes that
     do not decode become U+FFFD rather than failing the page."""
     charset = _charset_of(headers.get("content-type", "")) or _charset_in(body[:4096])
