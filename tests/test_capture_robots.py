@@ -163,3 +163,25 @@ def test_an_unreachable_host_is_disallowed(feed_server):
             return await RobotsCache(getter(client)).allowed(feed_server.url("/a"), AGENT)
 
     assert asyncio.run(run()) is False
+
+
+def test_a_cache_that_met_many_origins_keeps_only_the_live_ones(monkeypatch):
+    from aggregator.capture import robots as robots_module
+
+    monkeypatch.setattr(robots_module, "MAX_ORIGINS", 3)
+    clock = Clock()
+
+    async def get(url: str) -> tuple[int | None, bytes]:
+        return 404, b""
+
+    async def run() -> RobotsCache:
+        cache = RobotsCache(get, ttl=10, clock=clock)
+        for n in range(5):
+            await cache.rules_for(f"https://site{n}.example/page")
+        clock.now += 10  # all of them expire
+        await cache.rules_for("https://fresh.example/page")
+        return cache
+
+    cache = asyncio.run(run())
+    assert list(cache._entries) == ["https://fresh.example/robots.txt"]
+    assert list(cache._locks) == ["https://fresh.example/robots.txt"]

@@ -76,6 +76,9 @@ class _Entry:
     expires: float
 
 
+MAX_ORIGINS = 1000  # origins whose rules are kept before expired ones are dropped
+
+
 class RobotsCache:
     """Rules per origin, fetched once (even when many ask at the same moment) and kept
     until they expire."""
@@ -103,7 +106,20 @@ class RobotsCache:
                 rules = rules_from_answer(*await self.get(where))
                 ttl = self.error_ttl if rules.policy == "disallow all" else self.ttl
                 entry = self._entries[where] = _Entry(rules, self.clock() + ttl)
+                self._forget_expired()
             return entry.rules
+
+    def _forget_expired(self) -> None:
+        """A daemon meets new origins for ever (whatever items link to): once the cache is
+        big, rules past their expiry and idle locks go, so it holds only live origins."""
+        if len(self._entries) <= MAX_ORIGINS:
+            return
+        now = self.clock()
+        for where in [w for w, e in self._entries.items() if now >= e.expires]:
+            del self._entries[where]
+            lock = self._locks.get(where)
+            if lock is not None and not lock.locked():
+                del self._locks[where]
 
     async def allowed(self, url: str, agent: str) -> bool:
         return allowed(await self.rules_for(url), url, agent)
