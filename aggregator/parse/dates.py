@@ -114,7 +114,7 @@ def written_date(text: str, reference: datetime) -> tuple[datetime, Precision] |
     text = " ".join(text.split())
     if not text:
         return None
-    found = _iso_date(text)
+    found = iso_date(text)
     if found is None and (age := parse_age(text)):
         found = age_date(age, reference)
     if found is None and (moment := nato_local_datetime(text)):
@@ -124,7 +124,8 @@ def written_date(text: str, reference: datetime) -> tuple[datetime, Precision] |
     return found
 
 
-def _iso_date(text: str) -> tuple[datetime, Precision] | None:
+def iso_date(text: str) -> tuple[datetime, Precision] | None:
+    """An ISO 8601 / RFC 3339 date or time (a day alone is that day at noon), or None."""
     try:
         if _ISO_DAY.fullmatch(text):
             return at_noon(date.fromisoformat(text)), Precision.DAY

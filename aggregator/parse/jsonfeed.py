@@ -121,10 +121,7 @@ def _html(html: Any, text: Any, base: str) -> str:
 def _date(value: Any) -> tuple[datetime | None, Precision]:
     if not isinstance(value, str):
         return None, Precision.SECOND
-    found = dates.written_date(value, datetime.now().astimezone())
-    if found is None or "ago" in value:  # RFC 3339 only: an age has no meaning in a file
-        return None, Precision.SECOND
-    return found
+    return dates.iso_date(value.strip()) or (None, Precision.SECOND)  # JSON Feed: RFC 3339
 
 
 def _author(raw: dict[str, Any]) -> str | None:
