@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -561,7 +562,8 @@ class Pipeline:
         stopping: asyncio.Event | None,
     ) -> PollReport:
         reader = _Reader.of(config.source(source.id), now, config.fetch.max_entries)
-        work = _fetch_and_parse(fetcher, source, reader, config.private_ok(source.id))
+        known = functools.partial(self.run_locked, Archive.entry_digests, source.id)
+        work = _fetch_and_parse(fetcher, source, reader, config.private_ok(source.id), known)
         result, parsed, ingested = await _unless(stopping, work)
         async with self.lock:
             ingested, outcome = await asyncio.to_thread(
@@ -629,11 +631,13 @@ class _Reader:
     def expects_feed(self) -> bool:
         return self.selectors is None
 
-    def __call__(self, result: FetchResult) -> ParsedFeed:
+    def __call__(self, result: FetchResult, known: frozenset[bytes]) -> ParsedFeed:
+        """The answer read; a feed's entries whose digest is `known` are left unread."""
         if self.selectors is None:
             return parse_document(
-                result.body, result.final_url, result.headers, max_entries=self.max_entries
-            )
+                result.body, result.final_url, result.headers, max_entries=self.max_entries,
+                known=known,
+            )  # fmt: skip
         from aggregator.parse.listing import parse_listing
 
         return parse_listing(
@@ -643,9 +647,14 @@ class _Reader:
 
 
 async def _fetch_and_parse(
-    fetcher: Fetcher, source: SourceState, reader: _Reader, private_ok: bool
+    fetcher: Fetcher,
+    source: SourceState,
+    reader: _Reader,
+    private_ok: bool,
+    known: Callable[[], Awaitable[frozenset[bytes]]],
 ) -> tuple[FetchResult, ParsedFeed | None, _Ingested]:
-    """The part of a poll before any transaction: it may be abandoned at any point."""
+    """The part of a poll before any transaction: it may be abandoned at any point.
+    `known` gives the digests of the entries stored before, when the answer is parsed."""
     result = await fetcher.get(source.url, source.etag, source.last_modified, private_ok=private_ok)
     metrics.FETCH_BYTES.labels(source=source.id).inc(len(result.body))
     if not result.ok:
@@ -654,7 +663,7 @@ async def _fetch_and_parse(
         return result, None, _Ingested()
     if body_hash(result.body) == source.body_hash:
         return result, None, _Ingested(unchanged=True)
-    parsed, ingested = await _parse(result, source.id, reader)
+    parsed, ingested = await _parse(result, source.id, reader, await known())
     if parsed is None and reader.expects_feed and _is_html(result):
         ingested = replace(ingested, hint=await _where_feeds_are(fetcher, result))
     return result, parsed, ingested
@@ -690,13 +699,13 @@ def _is_html(result: FetchResult) -> bool:
 
 
 async def _parse(
-    result: FetchResult, source_id: str, reader: _Reader
+    result: FetchResult, source_id: str, reader: _Reader, known: frozenset[bytes]
 ) -> tuple[ParsedFeed | None, _Ingested]:
     from aggregator.parse.feed import FeedError  # here: a re-poll that does not parse skips it
 
     event(log, "parse started", logging.DEBUG, source=source_id, bytes=len(result.body))
     try:
-        parsed = await in_own_thread(reader, result)
+        parsed = await in_own_thread(reader, result, known)
     except FeedError as exc:
         return None, _Ingested(failure=str(exc))
     except Exception as exc:  # a parser library tripping over input it did not foresee
@@ -722,6 +731,8 @@ def _store(
         with archive.transaction():
             if parsed is not None:
                 counts = store_entries(archive, parsed.entries, source.id, Origin.FEED, now)
+                if parsed.digests is not None:
+                    archive.keep_entry_digests(source.id, parsed.digests)
                 ingested = _Ingested(counts=counts, warning=ingested.warning)
             outcome = _record(archive, config, source, result, ingested, now, rand)
     except Exception as exc:  # the transaction rolled back: the archive is as it was

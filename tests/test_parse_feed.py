@@ -93,7 +93,7 @@ ITEMS = "".join(
     f"<category>c{n % 3}</category><pubDate>0{1 + n % 9} Nov. 2022 12:00:00 GMT</pubDate></item>"
     for n in range(9)
 )
-PART = prepare.part
+WITH_ENTRIES = prepare.with_entries
 IN_PARTS = {
     "nato": fixture("nato-news-2022-11-26.rss"),
     "rss": rss(ITEMS),
@@ -119,9 +119,58 @@ def test_a_document_read_in_parts_gives_what_reading_it_whole_gives(body, monkey
     whole = parse_feed(body, NATO_URL, max_entries=20)
     split = []
     monkeypatch.setattr(feed_module, "PART_ENTRIES", 2)
-    monkeypatch.setattr(prepare, "part", lambda *args: split.append(1) or PART(*args))
+    monkeypatch.setattr(prepare, "with_entries", lambda *a: split.append(1) or WITH_ENTRIES(*a))
     assert parse_feed(body, NATO_URL, max_entries=20) == whole
     assert len(split) > 1  # it was split, then read whole when a part was not clean
+
+
+# --- reading only the entries that changed ----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["nato", "rss", "atom"])
+def test_entries_whose_digest_is_known_are_left_unread(name):
+    body = IN_PARTS[name]
+    whole = parse_feed(body, NATO_URL)
+    assert len(whole.digests) == len(whole.entries) > 1
+    again = parse_feed(body, NATO_URL, known=whole.digests)
+    assert (again.entries, again.known, again.digests) == ([], len(whole.entries), whole.digests)
+    assert (again.title, again.link, again.version) == (whole.title, whole.link, whole.version)
+
+
+def test_a_changed_entry_is_read_as_reading_the_whole_document_reads_it():
+    known = parse_feed(rss(ITEMS), NATO_URL).digests
+    # The channel's text changes too, as NATO's lastBuildDate does on every poll.
+    after = rss(ITEMS.replace("Text 4", "Text four")).replace(b"<title>T<", b"<title>T2<")
+    whole = parse_feed(after, NATO_URL)
+    changed = parse_feed(after, NATO_URL, known=known)
+    assert changed.entries == [whole.entries[4]]
+    assert (changed.known, changed.digests, changed.title) == (8, whole.digests, "T2")
+
+
+def test_what_frames_the_entries_changing_reads_them_all_again(monkeypatch):
+    body = rss(ITEMS)
+    known = parse_feed(body, NATO_URL).digests
+    assert parse_feed(body, NATO_URL, known=known).known == 9
+    assert parse_feed(body, NATO_URL + "?moved", known=known).known == 0  # links resolve anew
+    based = body.replace(b"<channel>", b'<channel xml:base="https://example.net/">')
+    assert parse_feed(based, NATO_URL, known=known).known == 0
+    monkeypatch.setattr(feed_module, "ENTRY_RULES", "entries-2")  # entries converted otherwise
+    assert parse_feed(body, NATO_URL, known=known).known == 0
+
+
+def test_an_entry_that_could_not_be_read_is_read_again_next_time(monkeypatch):
+    real = feed_module._entry
+
+    def odd(raw, base):
+        if raw.get("title") == "Item 4":
+            raise ValueError("an odd entry")
+        return real(raw, base)
+
+    monkeypatch.setattr(feed_module, "_entry", odd)
+    first = parse_feed(rss(ITEMS), NATO_URL)
+    assert (first.unreadable, len(first.digests)) == (1, 8)
+    again = parse_feed(rss(ITEMS), NATO_URL, known=first.digests)
+    assert (again.known, again.unreadable, again.entries) == (8, 1, [])
 
 
 # --- content -----------------------------------------------------------------------------------

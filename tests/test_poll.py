@@ -181,6 +181,72 @@ def test_parsing_runs_off_the_event_loop_thread(setup, parses):
     assert parses and parses[0] != threading.get_ident()
 
 
+def built(body: bytes, built_at: str) -> bytes:
+    """The document with a channel lastBuildDate, which NATO's changes on every poll."""
+    link = b"<link>https://www.nato.int/</link>"
+    return body.replace(link, link + f"<lastBuildDate>{built_at}</lastBuildDate>".encode(), 1)
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """What each real parse left unread as known, and how many entries it read."""
+    calls: list[tuple[int, int]] = []
+    real = pipeline.parse_document
+
+    def spy(*args, **kwargs):
+        parsed = real(*args, **kwargs)
+        calls.append((parsed.known, len(parsed.entries)))
+        return parsed
+
+    monkeypatch.setattr(pipeline, "parse_document", spy)
+    return calls
+
+
+def story(n: int, text: str = "Text.") -> tuple[str, str, str]:
+    return (f"Story {n}", f"https://www.nato.int/cps/en/natohq/news_{n}.htm", text)
+
+
+def test_a_repoll_reads_only_the_entries_whose_bytes_changed(setup, reads):
+    first = built(rss(story(1), story(2), story(3)), "Mon, 01 Jan 2024 10:00:00 GMT")
+    # The next build: a new lastBuildDate, story 2 corrected, story 4 added.
+    second = built(rss(story(1), story(2, "Corrected."), story(3), story(4)), "Tue, 02 Jan")
+    rolled_off = built(rss(story(2, "Corrected."), story(3), story(4)), "Wed, 03 Jan")
+    setup.serve(Route(body=first), Route(body=second), Route(body=rolled_off), Route(body=second))
+    assert (setup.poll().new, reads[-1]) == (3, (0, 3))
+    report = setup.poll()
+    assert (report.error, report.new, report.updated) == (None, 1, 1)
+    assert reads[-1] == (2, 2)  # stories 1 and 3 were left unread
+    corrected = setup.archive.get_item(report.item_ids[0])
+    assert (corrected.title, corrected.summary_text, corrected.revision) == (
+        "Story 2",
+        "Corrected.",
+        2,
+    )
+    assert len(setup.archive.entry_digests(NATO)) == 4
+    report = setup.poll()  # story 1 rolled off the feed: still archived, its digest dropped
+    assert (report.new, report.updated, reads[-1]) == (0, 0, (3, 0))
+    assert len(setup.archive.entry_digests(NATO)) == 3
+    assert setup.archive.count_items(Origin.FEED) == 4
+    report = setup.poll()  # story 1 back as it was: read again, and still the same item
+    assert (report.new, report.updated, reads[-1]) == (0, 0, (3, 1))
+    assert setup.archive.count_items(Origin.FEED) == 4
+
+
+def test_a_feed_read_whole_keeps_the_digests_it_had(setup, reads):
+    """A document whose entries cannot be told apart by position (an entry nested in
+    another) is read whole, as before; the digests of the last clean read stay."""
+    setup.serve(
+        Route(body=rss(story(1), story(2))),
+        Route(body=rss(story(1), story(2)).replace(b"</item><item>", b"<item>", 1)),
+    )
+    setup.poll()
+    held = setup.archive.entry_digests(NATO)
+    assert len(held) == 2
+    report = setup.poll()
+    assert report.error is None and reads[-1][0] == 0  # nothing left unread
+    assert setup.archive.entry_digests(NATO) == held
+
+
 # --- redirects and gone -----------------------------------------------------------------------
 
 

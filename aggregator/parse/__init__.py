@@ -3,7 +3,7 @@ listing pages (CSS selectors) and seed files."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
 from aggregator.parse.prepare import DEFAULT_MAX_ENTRIES
@@ -18,11 +18,13 @@ def parse_document(
     headers: Mapping[str, str] | None = None,
     *,
     max_entries: int = DEFAULT_MAX_ENTRIES,
+    known: Collection[bytes] = frozenset(),
 ) -> ParsedFeed:
     """A feed source's document, whatever its format: JSON Feed when it is served or
-    written as JSON, else RSS or Atom (feedparser). Raises FeedError (one line)."""
+    written as JSON, else RSS or Atom (feedparser), which leaves the entries whose digest is
+    `known` unread. Raises FeedError (one line)."""
     from aggregator.parse import feed, jsonfeed
 
     if jsonfeed.looks_like_json_feed(body, headers or {}):
         return jsonfeed.parse_json_feed(body, url, max_entries=max_entries)
-    return feed.parse_feed(body, url, headers, max_entries=max_entries)
+    return feed.parse_feed(body, url, headers, max_entries=max_entries, known=known)

@@ -15,6 +15,9 @@ So before feedparser sees a document (already re-encoded as UTF-8):
 - `xml_characters`: characters and character references XML 1.0 cannot hold are removed
   (feedparser's fallback parser raised UnicodeEncodeError on `&#xD800;`), so the strict
   parser reads the document.
+- `entry_spans`, `with_entries`, `entry_digests`: where each entry's bytes are, a document
+  of some of them, and a digest of each, so that a re-poll reads only the entries whose
+  bytes changed since the last one stored.
 
 Everything here is one linear pass of a regular expression, at C speed between matches;
 CDATA sections and comments are skipped whole, as they hold text, not markup.
@@ -23,6 +26,7 @@ CDATA sections and comments are skipped whole, as they hold text, not markup.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import itertools
 import re
 from dataclasses import dataclass
@@ -53,6 +57,8 @@ _REFERENCE = re.compile(
 _CONTROLS = bytes(c for c in range(32) if c not in (9, 10, 13))
 _CONTROL = re.compile(b"[%s]" % re.escape(_CONTROLS))
 _NON_CHARACTERS = (b"\xef\xbf\xbe", b"\xef\xbf\xbf")
+_TEXT_AFTER_TAG = re.compile(rb">[^<]+")
+DIGEST_SIZE = 16  # bytes: a collision among a source's entries is never expected
 
 
 def refusal(data: bytes) -> str | None:
@@ -106,22 +112,36 @@ def cut(data: bytes, max_entries: int) -> Cut:
     return Cut(data[:start] + trailer, dropped, note, entry_starts=starts, entries_end=start)
 
 
-def parts(data: bytes, cut: Cut, size: int) -> list[tuple[int, int]] | None:
-    """Where to split `cut.data` (as `data`, unchanged) into documents of `size` entries
-    each (see `part`), or None when it is better read whole: few entries, or entries whose
-    positions are not known (nested, or an end tag missing)."""
+def entry_spans(data: bytes, cut: Cut) -> list[tuple[int, int]] | None:
+    """Where each entry is in `cut.data` (as `data`, unchanged): from its start tag to the
+    next entry's, the last to the trailer; None when the positions are not known (the
+    characters were cleaned, or an end tag is missing). A span may hold what lies between
+    two entries too; a nested entry makes a span hold two, which the reader notices."""
     starts = cut.entry_starts
-    if data is not cut.data or len(starts) <= size or not starts[-1] < cut.entries_end:
+    if data is not cut.data or not starts or not starts[-1] < cut.entries_end:
         return None
-    bounds = [*starts[::size], cut.entries_end]
-    return list(itertools.pairwise(bounds))
+    return list(itertools.pairwise([*starts, cut.entries_end]))
 
 
-def part(data: bytes, cut: Cut, span: tuple[int, int]) -> bytes:
-    """The document with only the entries in `span`: what comes before the first entry,
+def with_entries(data: bytes, cut: Cut, spans: list[tuple[int, int]]) -> bytes:
+    """The document with only the entries in `spans`: what comes before the first entry,
     those entries, and the trailer, so that it is as well-formed as the whole."""
     head, trailer = data[: cut.entry_starts[0]], data[cut.entries_end :]
-    return head + data[span[0] : span[1]] + trailer
+    return b"".join([head, *(data[start:end] for start, end in spans), trailer])
+
+
+def entry_digests(data: bytes, cut: Cut, spans: list[tuple[int, int]], context: str) -> list[bytes]:
+    """A digest of each entry in `spans` as the parser would read it: its bytes, the tags
+    before the first entry (namespaces, xml:base, xml:lang) and `context` (the rules
+    that convert entries and the URL links resolve against). The text between those tags
+    is left out: it holds the channel's lastBuildDate, which changes on every poll and
+    no entry reads."""
+    head = _TEXT_AFTER_TAG.sub(b">", data[: cut.entry_starts[0]])
+    frame = hashlib.blake2b(context.encode() + b"\0" + head, digest_size=DIGEST_SIZE).digest()
+    return [
+        hashlib.blake2b(data[start:end], digest_size=DIGEST_SIZE, key=frame).digest()
+        for start, end in spans
+    ]
 
 
 def over_max_entries(dropped: int, max_entries: int) -> str:

@@ -201,6 +201,17 @@ CREATE INDEX captures_due ON captures(state, next_attempt);
 """
 
 
+# Version 5: the digest of each entry of a feed source's document at its last stored poll
+# (parse.prepare.entry_digests), so that the next poll reads only the entries that changed.
+V5_ENTRY_DIGESTS = """
+CREATE TABLE entry_digests (
+    source_id TEXT NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
+    digest BLOB NOT NULL,
+    PRIMARY KEY (source_id, digest)
+) WITHOUT ROWID;
+"""
+
+
 def _script(sql: str) -> Callable[[Database], None]:
     def run(db: Database) -> None:
         # executescript() would COMMIT first; run statement by statement inside our transaction.
@@ -233,6 +244,7 @@ MIGRATIONS: list[Callable[[Database], None]] = [
     _script(V2_CLASSIFICATION),
     _search_as_sqlite_utils_declares_it,
     _script(V4_CAPTURES),
+    _script(V5_ENTRY_DIGESTS),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

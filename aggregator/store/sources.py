@@ -115,6 +115,26 @@ class SourcesMixin:
             )
             self._log_fetch(log)
 
+    def entry_digests(self: Archive, source_id: str) -> frozenset[bytes]:
+        """The digests of the source's entries its last stored poll read or knew."""
+        rows = self.conn.execute(
+            "SELECT digest FROM entry_digests WHERE source_id = ?", (source_id,)
+        )
+        return frozenset(digest for (digest,) in rows)
+
+    def keep_entry_digests(self: Archive, source_id: str, digests: frozenset[bytes]) -> None:
+        """Make the source's entry digests `digests`: those no longer in its document go."""
+        with self.transaction():
+            held = self.entry_digests(source_id)
+            self.conn.executemany(
+                "DELETE FROM entry_digests WHERE source_id = ? AND digest = ?",
+                ((source_id, digest) for digest in held - digests),
+            )
+            self.conn.executemany(
+                "INSERT INTO entry_digests (source_id, digest) VALUES (?, ?)",
+                ((source_id, digest) for digest in digests - held),
+            )
+
     def _log_fetch(self: Archive, log: FetchLogEntry) -> None:
         self.conn.execute(
             """INSERT INTO fetch_log (time, source_id, url, status, bytes, duration_ms,
