@@ -9,18 +9,25 @@ link-local, multicast, reserved or unspecified, nor one of those wrapped in an I
 
 `check_target` is the decision for one URL. `GuardedTransport` applies it to every request
 an httpx client sends, so every redirect hop is checked, and it connects to the very address
-it checked (the Host header and TLS name stay the host's), so a DNS answer that changes
-between the check and the connection (DNS rebinding) cannot slip through.
+it checked, so a DNS answer that changes between the check and the connection (DNS
+rebinding) cannot slip through. The URL keeps its host name: httpcore's pool keys
+connections on it (two names on one address never share a connection, which was verified
+for one of them only), and TLS sends it and checks the certificate against it. Only the
+network backend, where httpcore would resolve the name, is ours: it takes the checked
+address instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable, Collection
+import ssl
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -148,12 +155,12 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         *,
         private_hosts: Collection[str] = (),
         resolver: AsyncResolver = resolve_async,
-        inner: httpx.AsyncBaseTransport | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.allow_private = allow_private
         self.private_hosts = frozenset(h.lower() for h in private_hosts)
         self.resolver = resolver
-        self.inner = inner or httpx.AsyncHTTPTransport()
+        self.inner = _CheckedAddressTransport(ssl_context or httpx.create_ssl_context())
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         target = _split(str(request.url))
@@ -173,25 +180,71 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             raise TargetRefused(f"{host} resolves to no address", request=request)
         for address in addresses[:-1]:  # each checked address in turn, as a resolver would
             try:
-                return await self.inner.handle_async_request(_pinned(request, address))
+                return await self._send(request, address)
             except httpx.ConnectError:
                 continue
-        return await self.inner.handle_async_request(_pinned(request, addresses[-1]))
+        return await self._send(request, addresses[-1])
+
+    async def _send(self, request: httpx.Request, address: str) -> httpx.Response:
+        """The request, over a connection to `address` if one must be opened; a pooled
+        connection to the same host name was opened to an address checked before."""
+        token = _CHECKED_ADDRESS.set(address)
+        try:
+            return await self.inner.handle_async_request(request)
+        finally:
+            _CHECKED_ADDRESS.reset(token)
 
     async def aclose(self) -> None:
         await self.inner.aclose()
 
 
-def _pinned(request: httpx.Request, address: str) -> httpx.Request:
-    """The request sent to `address`, still naming its host (Host header, TLS SNI and
-    certificate check), so the connection goes where the check looked."""
-    host = request.url.host
-    if address == host:
-        return request
-    return httpx.Request(
-        request.method,
-        request.url.copy_with(host=address.split("%", 1)[0]),
-        headers=request.headers,  # carries Host: the original host
-        stream=request.stream,
-        extensions={**request.extensions, "sni_hostname": host},
-    )
+# The address GuardedTransport checked for the request being sent in this task: httpcore
+# opens a connection in the task that asked for it, through `_CheckedAddressBackend`.
+_CHECKED_ADDRESS: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "checked_address", default=None
+)
+
+
+class _CheckedAddressBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend, connecting to the checked address instead of resolving
+    the host name again; it never connects anywhere unchecked."""
+
+    def __init__(self) -> None:
+        self._backend = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        address = _CHECKED_ADDRESS.get()
+        if address is None:
+            raise httpcore.ConnectError(f"no checked address to connect to for {host}")
+        return await self._backend.connect_tcp(
+            address, port, timeout, local_address, socket_options
+        )
+
+    async def connect_unix_socket(self, *args: object, **kwargs: object) -> None:
+        raise httpcore.ConnectError("the guard connects to checked TCP addresses only")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._backend.sleep(seconds)
+
+
+class _CheckedAddressTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport over a pool whose connections go to checked addresses. httpx has
+    no parameter for the network backend, so the pool it made is replaced, with httpx's
+    own defaults."""
+
+    def __init__(self, ssl_context: ssl.SSLContext) -> None:
+        super().__init__(verify=ssl_context)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=100,  # these three: httpx's DEFAULT_LIMITS
+            max_keepalive_connections=20,
+            keepalive_expiry=5.0,
+            network_backend=_CheckedAddressBackend(),
+        )

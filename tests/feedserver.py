@@ -52,6 +52,7 @@ class Request:
     path: str
     headers: dict[str, str]  # names lower-cased
     time: float  # time.time() when it arrived
+    peer: tuple = ()  # the client's (address, port): one per connection
 
 
 class FeedServer:
@@ -128,7 +129,9 @@ def _handler_for(server: FeedServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             headers = {k.lower(): v for k, v in self.headers.items()}
             with server._lock:
-                server.log.append(Request(self.command, self.path, headers, time.time()))
+                server.log.append(
+                    Request(self.command, self.path, headers, time.time(), self.client_address)
+                )
                 server.in_flight += 1
                 server.max_in_flight = max(server.max_in_flight, server.in_flight)
             try:

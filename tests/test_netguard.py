@@ -4,9 +4,13 @@ against a real loopback server."""
 from __future__ import annotations
 
 import asyncio
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+import trustme
 
 from aggregator.netguard import (
     GuardedTransport,
@@ -157,6 +161,87 @@ def test_the_connection_goes_to_the_checked_address_with_the_host_name_kept(feed
     assert (response.status_code, response.content) == (200, b"pinned")
     assert asked == ["news.example"]  # resolved once: the check's answer is where it went
     assert feed_server.requests("/page")[0].headers["host"] == f"news.example:{feed_server.port}"
+
+
+def test_hosts_on_one_address_never_share_a_connection(feed_server):
+    """Two names served from one address (a CDN, virtual hosts) each get connections of
+    their own: a connection is checked, and its TLS verified, for the name it was opened
+    for. Requests to one name still reuse its connection."""
+    feed_server.route("/page", body=b"shared address")
+
+    async def resolver(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    async def three_gets() -> None:
+        transport = GuardedTransport(allow_private=True, resolver=resolver)
+        async with httpx.AsyncClient(transport=transport) as client:
+            for host in ("one.example", "one.example", "two.example"):
+                response = await client.get(f"http://{host}:{feed_server.port}/page")
+                assert response.content == b"shared address"
+
+    asyncio.run(three_gets())
+    first, again, other = feed_server.requests("/page")
+    assert [r.headers["host"].split(":")[0] for r in (first, again, other)] == [
+        "one.example",
+        "one.example",
+        "two.example",
+    ]
+    assert first.peer == again.peer  # kept alive and reused for the same name
+    assert other.peer != first.peer  # never lent to another name
+
+
+class _Hello(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, so a pool could reuse the connection
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "5")
+        self.end_headers()
+        self.wfile.write(b"hello")
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def tls_server():
+    """A TLS server on 127.0.0.1 with a certificate for news.example only, and a client
+    TLS context that trusts its CA (trustme)."""
+    ca = trustme.CA()
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("news.example").configure_cert(server_context)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
+    httpd.daemon_threads = True
+    httpd.socket = server_context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    yield httpd.server_address[1], client_context
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_a_tls_connection_verified_for_one_name_is_never_used_for_another(tls_server):
+    port, client_context = tls_server
+
+    async def resolver(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]  # both names on the one address, as on a CDN
+
+    async def two_names() -> tuple[httpx.Response, Exception | None]:
+        transport = GuardedTransport(
+            allow_private=True, resolver=resolver, ssl_context=client_context
+        )
+        async with httpx.AsyncClient(transport=transport) as client:
+            verified = await client.get(f"https://news.example:{port}/")
+            try:
+                await client.get(f"https://other.example:{port}/")
+            except httpx.ConnectError as exc:
+                return verified, exc
+            return verified, None
+
+    verified, refused = asyncio.run(two_names())
+    assert (verified.status_code, verified.content) == (200, b"hello")
+    assert refused is not None and "other.example" in str(refused)  # a hostname mismatch
 
 
 def test_an_address_nothing_answers_on_is_passed_over_for_the_next(feed_server):
