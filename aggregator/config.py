@@ -302,6 +302,25 @@ FEED = {
     "limit": Setting(_int_range(1, 1000), 50, "entries in the current document"),
 }
 
+# Every table of settings, by where it sits in config.toml ("[]": in each table of the array).
+SECTIONS = {
+    "archive": ARCHIVE,
+    "server": SERVER,
+    "fetch": FETCH,
+    "daemon": DAEMON,
+    "capture": CAPTURE,
+    "sources[]": SOURCE,
+    "sources[].selectors": SELECTORS,
+    "feeds[]": FEED,
+}
+FREE_FORM = ("topics", "lists")  # checked by their own rules (classify.load_topics, _lists)
+
+
+def defaults(schema: dict[str, Setting]) -> dict[str, Any]:
+    """Each key of a table of settings with its default: the only place defaults live."""
+    return {key: setting.default for key, setting in schema.items()}
+
+
 MIN_REMOTE_INTERVAL = 15 * 60
 RESERVED_SOURCE_ID = "seed"  # the pseudo-source of the seeded articles
 
@@ -335,17 +354,21 @@ class FetchConfig:
     max_entries: int
     backoff_max: float
     allow_fast_polling: bool
-    allow_private_addresses: bool = False
+    allow_private_addresses: bool
 
 
 @dataclass(frozen=True)
 class CaptureConfig:
-    enabled: bool = True
-    every: float = 60.0
-    batch: int = 20
-    per_host_interval: float = 2.0
-    max_attempts: int = 4
-    warc: Path = Path("archive/pages.warc.gz")
+    enabled: bool
+    every: float
+    batch: int
+    per_host_interval: float
+    max_attempts: int
+    warc: Path
+
+    @classmethod
+    def default(cls) -> CaptureConfig:
+        return cls(**{**defaults(CAPTURE), "warc": Path(CAPTURE["warc"].default)})
 
 
 @dataclass(frozen=True)
@@ -372,11 +395,11 @@ class SourceConfig:
     id: str
     title: str
     url: str
+    kind: str
+    selectors: Selectors | None
     interval: float
     enabled: bool
-    kind: str = "feed"
-    selectors: Selectors | None = None
-    allow_private_addresses: bool = False
+    allow_private_addresses: bool
 
 
 @dataclass(frozen=True)
@@ -400,7 +423,7 @@ class Config:
     feeds: tuple[FeedConfig, ...]
     topics: dict[str, Any] = field(default_factory=dict)  # validated by classify.load_topics
     lists: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    capture: CaptureConfig = field(default_factory=CaptureConfig)
+    capture: CaptureConfig = field(default_factory=CaptureConfig.default)
 
     def source(self, source_id: str) -> SourceConfig | None:
         return next((s for s in self.sources if s.id == source_id), None)
@@ -436,9 +459,7 @@ def load(path: Path | str) -> Config:
     return _build(raw, path)
 
 
-_TOP_LEVEL = {
-    "archive", "server", "fetch", "daemon", "capture", "sources", "feeds", "topics", "lists"
-}  # fmt: skip
+_TOP_LEVEL = {section.split("[")[0].split(".")[0] for section in SECTIONS} | set(FREE_FORM)
 
 
 def _build(raw: dict[str, Any], path: Path) -> Config:

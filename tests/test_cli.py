@@ -144,17 +144,8 @@ def test_every_cli_command_is_documented_in_the_readme():
 
 
 def test_every_config_key_is_documented_in_the_readme():
-    sections = {
-        "archive": config_module.ARCHIVE,
-        "server": config_module.SERVER,
-        "fetch": config_module.FETCH,
-        "daemon": config_module.DAEMON,
-        "capture": config_module.CAPTURE,
-        "sources[]": config_module.SOURCE,
-        "sources[].selectors": config_module.SELECTORS,
-        "feeds[]": config_module.FEED,
-    }
-    keys = [f"{section}.{key}" for section, table in sections.items() for key in table]
+    sections = config_module.SECTIONS.items()
+    keys = [f"{section}.{key}" for section, table in sections for key in table]
     assert [key for key in keys if f"`{key}`" not in README] == []
 
 

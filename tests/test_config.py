@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
+from aggregator import config as config_module
 from aggregator.config import ConfigError, Selectors, choose_path, load
 
 BASE = """
@@ -250,3 +252,38 @@ def test_a_feed_naming_a_topic_that_does_not_exist_is_refused(tmp_path):
     error = error_for(tmp_path, text)
     assert error.key == "feeds[0].topics"
     assert 'no topic "partnerships" is defined (topics: none)' in str(error)
+
+
+# --- one place for every key -------------------------------------------------------------------
+
+TYPED = {
+    "archive": config_module.ArchiveConfig,
+    "server": config_module.ServerConfig,
+    "fetch": config_module.FetchConfig,
+    "daemon": config_module.DaemonConfig,
+    "capture": config_module.CaptureConfig,
+    "sources[]": config_module.SourceConfig,
+    "sources[].selectors": Selectors,
+    "feeds[]": config_module.FeedConfig,
+}
+
+
+@pytest.mark.parametrize("section", TYPED)
+def test_each_table_of_settings_is_a_typed_value_with_no_defaults_of_its_own(section):
+    """The keys, checks and defaults live in config.py's tables (SECTIONS); the typed values
+    carry exactly those keys, and a default only where it is the table's (an optional
+    selector: None)."""
+    schema, fields = config_module.SECTIONS[section], dataclasses.fields(TYPED[section])
+    assert [field.name for field in fields] == list(schema)
+    for field in fields:
+        assert field.default_factory is dataclasses.MISSING
+        if field.default is not dataclasses.MISSING:
+            assert field.default == schema[field.name].default is None
+
+
+def test_the_default_capture_settings_are_the_tables():
+    capture = config_module.Config.__dataclass_fields__["capture"].default_factory()
+    assert dataclasses.asdict(capture) == {
+        **config_module.defaults(config_module.CAPTURE),
+        "warc": Path("archive/pages.warc.gz"),
+    }

@@ -31,6 +31,7 @@ CONFIG = FetchConfig(
     max_entries=5000,
     backoff_max=6 * 3600.0,
     allow_fast_polling=False,
+    allow_private_addresses=False,
 )
 FEED = b'<?xml version="1.0"?><rss version="2.0"><channel><title>x</title></channel></rss>'
 
