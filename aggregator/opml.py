@@ -9,7 +9,6 @@ as the user wrote them.
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -17,7 +16,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from aggregator.errors import UsageError
+from aggregator.slugs import slugify
 from aggregator.xmlchars import xml_safe
+
+# A new source id's length, with room for "-NN" within config's 63 characters.
+ID_ROOM = 56
 
 
 class OpmlError(UsageError):
@@ -67,7 +70,8 @@ def new_sources(
     for sub in found:
         if sub.url in urls:
             continue
-        source_id = _unique(_slug(sub.title) or _slug(urlsplit(sub.url).netloc), taken)
+        title, host = sub.title, urlsplit(sub.url).netloc
+        source_id = _unique(slugify(title, ID_ROOM) or slugify(host, ID_ROOM), taken)
         taken.add(source_id)
         urls.add(sub.url)
         result.append(NewSource(source_id, sub.title or sub.url, sub.url))
@@ -106,10 +110,6 @@ def _tables(sources: Sequence[NewSource]):
         table.update({"id": source.id, "title": source.title, "url": source.url})
         tables.append(table)
     return tables
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:56].strip("-")
 
 
 def _unique(base: str, taken: set[str]) -> str:

@@ -56,6 +56,13 @@ def test_new_sources_skip_known_urls_and_get_free_ids():
     ]
 
 
+def test_a_new_source_id_keeps_the_letters_of_an_accented_title():
+    found = [Subscription("Défense & Sécurité", "https://presse.example.fr/rss")]
+    (source,) = new_sources(found, [], [])
+    assert source.id == "defense-securite"
+    config_module.SOURCE["id"].check(source.id)  # what config.toml accepts
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
