@@ -88,14 +88,6 @@ def site_root(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/", "", ""))
 
 
-def looks_like_html(content_type: str, body: bytes) -> bool:
-    kind = content_type.split(";")[0].strip().lower()
-    if kind in ("text/html", "application/xhtml+xml"):
-        return True
-    start = body[:512].lstrip().lower()
-    return start.startswith((b"<!doctype html", b"<html"))
-
-
 def hint(found: list[Candidate], instead_of: str) -> str:
     """One line naming the feeds a site advertises, for an operator whose feed is gone."""
     others = [candidate for candidate in found if candidate.url != instead_of][:3]

@@ -62,6 +62,17 @@ class FetchResult:
     def ok(self) -> bool:
         return self.error is None and self.status is not None and 200 <= self.status < 300
 
+    def looks_like_html(self) -> bool:
+        """A web page: declared as HTML or XHTML, declared as nothing, or starting as an
+        HTML document whatever it was declared as (servers label pages text/plain too)."""
+        kind = self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if kind in HTML_TYPES or not kind:
+            return True
+        return self.body[:512].lstrip().lower().startswith((b"<!doctype html", b"<html"))
+
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+
 
 def user_agent(contact: str) -> str:
     return f"nato-partnership-aggregator/{__version__} (+{contact})"

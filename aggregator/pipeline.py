@@ -664,7 +664,7 @@ async def _fetch_and_parse(
     if body_hash(result.body) == source.body_hash:
         return result, None, _Ingested(unchanged=True)
     parsed, ingested = await _parse(result, source.id, reader, await known())
-    if parsed is None and reader.expects_feed and _is_html(result):
+    if parsed is None and reader.expects_feed and result.looks_like_html():
         ingested = replace(ingested, hint=await _where_feeds_are(fetcher, result))
     return result, parsed, ingested
 
@@ -676,26 +676,20 @@ async def _where_feeds_are(fetcher: Fetcher, result: FetchResult) -> str:
 
     found = (
         discover.advertised(result.body, result.final_url, result.headers)
-        if _is_html(result)
+        if result.looks_like_html()
         else []
     )
     home = discover.site_root(result.final_url or result.url)
     if not found and home != result.final_url:
         # The home of where the answer came from: a redirect may have chosen it.
         page = await fetcher.get(home, remote=not _same_host(home, result.url))
-        if page.ok and _is_html(page):
+        if page.ok and page.looks_like_html():
             found = discover.advertised(page.body, page.final_url, page.headers)
     return discover.hint(found, instead_of=result.url)
 
 
 def _same_host(url: str, other: str) -> bool:
     return (urlsplit(url).hostname or "").lower() == (urlsplit(other).hostname or "").lower()
-
-
-def _is_html(result: FetchResult) -> bool:
-    from aggregator.discover import looks_like_html
-
-    return looks_like_html(result.headers.get("content-type", ""), result.body)
 
 
 async def _parse(
@@ -978,7 +972,7 @@ class Capturer:
                                   retry_after=page.retry_after, policy=self.policy)  # fmt: skip
         await asyncio.to_thread(self._keep(job, page, now))
         extracted = None
-        if outcome.is_html(page.headers):
+        if page.looks_like_html():
             from aggregator.capture.extract import extract
 
             extracted = await in_own_thread(extract, page.body, page.final_url)

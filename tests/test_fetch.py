@@ -17,6 +17,7 @@ from aggregator.fetch import (
     Decoder,
     Fetcher,
     FetchError,
+    FetchResult,
     backoff_delay,
     next_poll,
     parse_retry_after,
@@ -310,3 +311,19 @@ def test_429_and_503_wait_for_retry_after_even_beyond_the_back_off():
     assert next_poll(NOW, 429, near, 1, 600, BACKOFF_MAX, 0.0) == NOW + timedelta(seconds=600)
     # Retry-After on other statuses is not ours to honour; the back-off decides.
     assert next_poll(NOW, 500, far, 1, 600, BACKOFF_MAX, 1.0) == NOW + timedelta(seconds=1200)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "page"),
+    [
+        ("text/html; charset=utf-8", b"<p>Hi</p>", True),
+        ("application/xhtml+xml", b"<?xml version='1.0'?><html/>", True),
+        ("", b"%PDF-1.7", True),  # nothing declared: whoever reads it judges
+        ("text/plain", b"\n  <!DOCTYPE html><html><body>x</body></html>", True),
+        ("application/rss+xml", b'<?xml version="1.0"?><rss version="2.0"/>', False),
+        ("application/pdf", b"%PDF-1.7", False),
+    ],
+)
+def test_what_looks_like_a_web_page(content_type, body, page):
+    headers = {"content-type": content_type} if content_type else {}
+    assert FetchResult("https://x.org/", 200, headers=headers, body=body).looks_like_html() is page

@@ -16,8 +16,6 @@ from aggregator.models import Article, CaptureJob, CaptureOutcome, CaptureState
 if TYPE_CHECKING:  # trafilatura loads when a page is extracted, not with this module
     from aggregator.capture.extract import Extracted
 
-HTML_TYPES = ("text/html", "application/xhtml+xml")
-
 
 def refused(job: CaptureJob, now: datetime, reason: str) -> CaptureOutcome:
     """The guard refused the link: a retry would be refused again."""
@@ -59,11 +57,6 @@ def failed(
 def not_modified(job: CaptureJob, now: datetime) -> CaptureOutcome:
     """A conditional re-fetch answered 304: what is stored is still the page."""
     return CaptureOutcome(CaptureState.CAPTURED, now, 0, status=304)
-
-
-def is_html(headers: Mapping[str, str]) -> bool:
-    kind = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    return kind in HTML_TYPES or not kind
 
 
 def answered(
