@@ -53,6 +53,9 @@ class FetchResult:
     body: bytes = b""  # decompressed
     elapsed: float = 0.0  # seconds
     error: str | None = None  # network failure, cap, bad redirect: one line
+    # The URL, or a redirect's, is one we never fetch (not http(s), or a private address
+    # where that is not allowed): the error, which asking again would get again.
+    refused: str | None = None
     permanent_url: str | None = None  # where 301/308 moved the resource, once it answered
     retry_after: datetime | None = None
     not_modified: bool = False
@@ -80,6 +83,10 @@ def user_agent(contact: str) -> str:
 
 class FetchError(SourceError):
     """A failure that ends one fetch; str() is the `error` line."""
+
+
+class URLRefused(FetchError):
+    """A URL this program never fetches: asking again would be refused again."""
 
 
 class Fetcher:
@@ -139,11 +146,17 @@ class Fetcher:
         be public; otherwise the user chose it and its host may be private. Every other
         host, on any redirect hop, must be public unless `private_ok`."""
         started = time.monotonic()
-        trusted = None if remote or private_ok else _host(url)
         try:
+            _check_url(url)  # before _host, which cannot read a broken URL
+            trusted = None if remote or private_ok else _host(url)
             result = await self._follow(url, _conditional(etag, last_modified), private_ok, trusted)
+        except URLRefused as exc:
+            result = FetchResult(url=url, final_url=url, error=str(exc), refused=str(exc))
         except FetchError as exc:
             result = FetchResult(url=url, final_url=url, error=str(exc))
+        except TargetRefused as exc:
+            reason = describe_error(exc)
+            result = FetchResult(url=url, final_url=url, error=reason, refused=reason)
         except httpx.HTTPError as exc:
             result = FetchResult(url=url, final_url=url, error=describe_error(exc))
         except httpx.StreamError as exc:  # httpx's other exceptions outside HTTPError
@@ -235,7 +248,7 @@ def _redirect_target(current: str, location: str) -> str:
     try:
         return urljoin(current, location.strip())
     except ValueError as exc:  # "Invalid IPv6 URL" and the like
-        raise FetchError(f"redirect to an invalid URL {location.strip()!r}: {exc}") from None
+        raise URLRefused(f"redirect to an invalid URL {location.strip()!r}: {exc}") from None
 
 
 def _check_url(url: str) -> None:
@@ -245,11 +258,11 @@ def _check_url(url: str) -> None:
         parts = urlsplit(url)
         scheme, host, _port = parts.scheme.lower(), parts.hostname, parts.port
     except ValueError as exc:  # a port out of range, a broken IPv6 address
-        raise FetchError(f"invalid URL {url!r}: {exc}") from None
+        raise URLRefused(f"invalid URL {url!r}: {exc}") from None
     if scheme not in ("http", "https"):
-        raise FetchError(f"refusing to fetch a {scheme or 'scheme-less'} URL: {url}")
+        raise URLRefused(f"refusing to fetch a {scheme or 'scheme-less'} URL: {url}")
     if not host:
-        raise FetchError(f"invalid URL {url!r}: no host")
+        raise URLRefused(f"invalid URL {url!r}: no host")
 
 
 def _result(

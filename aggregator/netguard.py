@@ -7,8 +7,9 @@ resolution, and every address it resolves to must be public: not private, loopba
 link-local, multicast, reserved or unspecified, nor one of those wrapped in an IPv6 form
 (IPv4-mapped, NAT64's well-known prefix, 6to4).
 
-`check_target` is the decision for one URL. `GuardedTransport` applies it to every request
-an httpx client sends, so every redirect hop is checked, and it connects to the very address
+`refused_addresses` is the decision for a host and the addresses it resolved to.
+`GuardedTransport` applies it to every request an httpx client sends, so every redirect hop
+is checked, and it connects to the very address
 it checked, so a DNS answer that changes between the check and the connection (DNS
 rebinding) cannot slip through. The URL keeps its host name: httpcore's pool keys
 connections on it (two names on one address never share a connection, which was verified
@@ -31,7 +32,6 @@ import httpcore
 import httpx
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-Resolver = Callable[[str, int], list[str]]
 AsyncResolver = Callable[[str, int], Awaitable[list[str]]]
 
 NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: IPv4 in the last 32 bits
@@ -43,13 +43,9 @@ PRIVATE_OK = "aggregator.private_ok"
 
 
 class TargetRefused(httpx.ConnectError):
-    """The guard refused to connect; str() says why. An httpx.ConnectError, so code that
-    handles a failed connection handles this too."""
-
-
-def resolve(host: str, port: int) -> list[str]:
-    """Every address `host` resolves to, as the system resolver answers."""
-    return _addresses(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+    """The guard refused to connect; str() says why. Asking again gets the same answer
+    (a host that does not resolve now is a plain ConnectError: DNS recovers). An
+    httpx.ConnectError, so code that handles a failed connection handles this too."""
 
 
 async def resolve_async(host: str, port: int) -> list[str]:
@@ -59,21 +55,6 @@ async def resolve_async(host: str, port: int) -> list[str]:
 
 def _addresses(infos: list) -> list[str]:
     return list(dict.fromkeys(info[4][0] for info in infos))
-
-
-def check_target(url: str, allow_private: bool, *, resolver: Resolver = resolve) -> str | None:
-    """Why `url` must not be fetched, or None when it may be."""
-    target = _split(url)
-    if isinstance(target, str):
-        return target
-    if allow_private:
-        return None
-    host, port = target
-    try:
-        addresses = resolver(host, port)
-    except (OSError, UnicodeError) as exc:
-        return f"cannot resolve {host}: {exc}"
-    return refused_addresses(host, addresses)
 
 
 def refused_addresses(host: str, addresses: list[str]) -> str | None:
@@ -170,14 +151,14 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         try:
             addresses = await self.resolver(host, port)
         except (OSError, UnicodeError) as exc:
-            raise TargetRefused(f"cannot resolve {host}: {exc}", request=request) from None
+            raise httpx.ConnectError(f"cannot resolve {host}: {exc}", request=request) from None
         private_ok = self.allow_private or request.extensions.get(PRIVATE_OK, False)
         if not (private_ok or host.lower() in self.private_hosts):
             reason = refused_addresses(host, addresses)
             if reason:
                 raise TargetRefused(f"refused: {reason}", request=request)
         if not addresses:
-            raise TargetRefused(f"{host} resolves to no address", request=request)
+            raise httpx.ConnectError(f"{host} resolves to no address", request=request)
         for address in addresses[:-1]:  # each checked address in turn, as a resolver would
             try:
                 return await self._send(request, address)

@@ -920,6 +920,10 @@ def describe(exc: BaseException) -> str:
 CAPTURE_CONCURRENCY = 8  # captures in flight; each host still gets one request per interval
 
 
+class _LinkRefused(Exception):
+    """An article link (or its robots.txt) the fetcher refused; str() is its reason."""
+
+
 class Capturer:
     """What captures share over a run, or a daemon's life: the fetcher, each host's turns,
     robots.txt rules per origin, the WARC file."""
@@ -940,6 +944,8 @@ class Capturer:
         async def get(url: str) -> tuple[int | None, bytes]:
             await self.pace.turn(url)
             answer = await self.fetcher.get(url, remote=True, private_ok=private_ok)
+            if answer.refused:  # the page's own origin: the page would be refused too
+                raise _LinkRefused(answer.refused)
             return (answer.status if answer.error is None else None), answer.body
 
         if private_ok not in self._robots:
@@ -947,14 +953,19 @@ class Capturer:
         return self._robots[private_ok]
 
     async def attempt(self, job: CaptureJob, now: datetime, rand: float) -> CaptureOutcome:
-        """One capture of `job`'s page, from the guard to the extracted article."""
+        """One capture of `job`'s page, from robots.txt to the extracted article. A URL the
+        fetcher refuses (the guard, on any hop; robots.txt's too) is given up at once."""
+        from aggregator.capture import outcome
+
+        try:
+            return await self._attempt(job, now, rand)
+        except _LinkRefused as refused:
+            return outcome.refused(job, now, str(refused))
+
+    async def _attempt(self, job: CaptureJob, now: datetime, rand: float) -> CaptureOutcome:
         from aggregator.capture import outcome, robots
-        from aggregator.netguard import check_target
 
         private_ok = self.config.private_ok(job.source_id)
-        refusal = await asyncio.to_thread(check_target, job.url, private_ok)
-        if refusal:
-            return outcome.refused(job, now, refusal)
         rules = await self.robots(private_ok).rules_for(job.url)
         if not robots.allowed(rules, job.url, self.agent):
             if rules.policy == "disallow all":  # robots.txt failed: ask again later
@@ -966,6 +977,8 @@ class Capturer:
         )
         if page.not_modified:
             return outcome.not_modified(job, now)
+        if page.refused:
+            raise _LinkRefused(page.refused)
         if not page.ok:
             error = page.error or f"HTTP {page.status}"
             return outcome.failed(job, now, rand, error, status=page.status,

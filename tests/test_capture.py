@@ -187,6 +187,15 @@ def test_a_source_redirect_to_another_private_host_is_refused(tmp_path, feed_ser
     assert not feed_server.requests("/elsewhere.rss")
 
 
+def test_a_page_that_redirects_where_we_never_go_is_given_up_at_once(site):
+    server, config_path = site
+    server.route("/news/208562.htm", status=302, location="ftp://files.example/article.pdf")
+    _, reports = fetch_and_capture(config_path)
+    (moved,) = [r for r in reports if r.url.endswith("/208562.htm")]
+    assert moved.state is CaptureState.GIVEN_UP  # a retry would be refused again
+    assert moved.reason == "refusing to fetch a ftp URL: ftp://files.example/article.pdf"
+
+
 def test_a_failing_page_is_retried_later_then_given_up_with_the_reason(site):
     server, config_path = site
     server.route("/news/208562.htm", status=500, body=b"oops", content_type="text/plain")

@@ -327,3 +327,18 @@ def test_429_and_503_wait_for_retry_after_even_beyond_the_back_off():
 def test_what_looks_like_a_web_page(content_type, body, page):
     headers = {"content-type": content_type} if content_type else {}
     assert FetchResult("https://x.org/", 200, headers=headers, body=body).looks_like_html() is page
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("javascript:alert(1)", "refusing to fetch a javascript URL"),
+        ("//example.org/x", "refusing to fetch a scheme-less URL"),
+        ("http://example.org:99999/", "invalid URL"),
+        ("http://[::1/", "invalid URL"),
+    ],
+)
+def test_a_url_we_never_fetch_is_refused_without_a_request(url, reason):
+    result = get(url)
+    assert result.refused is not None and reason in result.refused
+    assert result.error == result.refused and result.status is None
