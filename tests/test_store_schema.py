@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 
 import sqlite_utils
 
@@ -50,6 +51,22 @@ def test_a_version_2_archive_migrates_and_its_search_finds_old_and_new_items(tmp
     with Archive(path) as archive:
         assert [item.id for item in archive.search("ukraine")] == [2]
         assert {item.id for item in archive.search("brussels")} == {1, 2}
+        assert archive.integrity_check() == "ok"
+
+
+def test_items_stored_before_captures_existed_are_queued_for_capture(tmp_path, monkeypatch):
+    path = tmp_path / "old.db"
+    with monkeypatch.context() as old:
+        old.setattr(store, "SCHEMA_VERSION", 3)  # the program before captures (version 4)
+        Archive(path).close()
+    for item_id, link in ((1, "https://www.nato.int/news_1.htm"), (2, None), (3, "mailto:x@y")):
+        _store_item(path, item_id, f"Story {item_id}")
+        with sqlite3.connect(path) as conn:
+            conn.execute("UPDATE items SET link = ? WHERE id = ?", (link, item_id))
+
+    with Archive(path) as archive:
+        due = archive.due_captures(datetime.now(UTC) + timedelta(seconds=1))
+        assert [(job.item_id, job.url) for job in due] == [(1, "https://www.nato.int/news_1.htm")]
         assert archive.integrity_check() == "ok"
 
 

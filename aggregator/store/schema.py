@@ -212,6 +212,17 @@ CREATE TABLE entry_digests (
 """
 
 
+# Version 6: the items stored before captures existed (version 4) are captured too: each feed
+# item with an http(s) link and no capture joins the queue, due now, as a new item would.
+V6_CAPTURE_OLDER_ITEMS = """
+INSERT INTO captures (item_id, url, next_attempt, queued)
+SELECT id, link, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+FROM items
+WHERE origin = 'feed' AND (link LIKE 'http://%' OR link LIKE 'https://%')
+    AND id NOT IN (SELECT item_id FROM captures);
+"""
+
+
 def _script(sql: str) -> Callable[[Database], None]:
     def run(db: Database) -> None:
         # executescript() would COMMIT first; run statement by statement inside our transaction.
@@ -245,6 +256,7 @@ MIGRATIONS: list[Callable[[Database], None]] = [
     _search_as_sqlite_utils_declares_it,
     _script(V4_CAPTURES),
     _script(V5_ENTRY_DIGESTS),
+    _script(V6_CAPTURE_OLDER_ITEMS),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
