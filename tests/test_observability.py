@@ -73,6 +73,21 @@ def test_healthz_is_ok_with_nosniff_and_the_publish_state(site):
     assert health["publish"]["last_error"] is None
 
 
+def test_healthz_and_metrics_count_the_article_captures_by_state(site):
+    config, base = site
+    with Archive(config.archive.database) as archive:
+        first, second = (item.id for item in archive.list_items()[:2])
+        archive.queue_captures([(first, "https://www.nato.int/a.htm")], NOW)
+        archive.queue_captures([(second, "https://www.nato.int/b.htm")], NOW)
+    captures = httpx.get(f"{base}/healthz").json()["captures"]
+    assert captures == {
+        "pending": 2, "captured": 0, "not article": 0, "disallowed": 0, "given up": 0
+    }  # fmt: skip
+    gauges = samples(httpx.get(f"{base}/metrics").text)
+    assert gauges[("aggregator_captures_queued", (("state", "pending"),))] == 2
+    assert gauges[("aggregator_captures_queued", (("state", "given up"),))] == 0
+
+
 def test_healthz_is_503_while_publishing_fails_and_200_once_it_works(site):
     config, base = site
     with Archive(config.archive.database) as archive:

@@ -68,7 +68,7 @@ def health(config: Config, now: datetime) -> tuple[int, dict]:
         reason = str(exc).replace(f"{path}: ", "")  # no file system paths on a public page
         return 503, {"status": "unavailable", "error": f"archive: {reason}"}
     status = publish_health(view.publish, now, config.server.publish_overdue)
-    payload = pages.health(view.sources, view.counts, view.publish, status)
+    payload = pages.health(view.sources, view.counts, view.captures, view.publish, status)
     return (200 if status == "ok" else 503), payload
 
 

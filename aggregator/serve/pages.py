@@ -302,7 +302,11 @@ def opml(config: Config, created: float) -> bytes:
 
 
 def health(
-    sources: Sequence[SourceState], counts: dict[str, int], publish: PublishState, status: str
+    sources: Sequence[SourceState],
+    counts: dict[str, int],
+    captures: dict[str, int],
+    publish: PublishState,
+    status: str,
 ) -> dict:
     return {
         "status": status,
@@ -314,6 +318,7 @@ def health(
             "last_error": publish.last_error,
         },
         "items": counts,
+        "captures": captures,
         "sources": [_source_health(source) for source in sources],
     }
 
