@@ -249,7 +249,7 @@ CAPTURE = {
     "every": Setting(_duration_up_to(MAX_REST), 60.0, "how often the daemon works the queue"),
     "batch": Setting(_int_range(1, 10_000), 20, "captures at most this many per daemon run"),
     "per_host_interval": Setting(
-        _duration_up_to(MAX_TIMEOUT), 2.0, "at most one capture request per host this often"
+        _duration_up_to(MAX_TIMEOUT), 2.0, "pause between two capture requests to one host"
     ),
     "max_attempts": Setting(_int_range(1, 100), 4, "failed captures before one is given up"),
     "warc": Setting(_nonempty, "archive/pages.warc.gz", "WARC file every capture is added to"),

@@ -942,8 +942,8 @@ class Capturer:
         from aggregator.capture.robots import RobotsCache
 
         async def get(url: str) -> tuple[int | None, bytes]:
-            await self.pace.turn(url)
-            answer = await self.fetcher.get(url, remote=True, private_ok=private_ok)
+            async with self.pace.turn(url):
+                answer = await self.fetcher.get(url, remote=True, private_ok=private_ok)
             if answer.refused:  # the page's own origin: the page would be refused too
                 raise _LinkRefused(answer.refused)
             return (answer.status if answer.error is None else None), answer.body
@@ -971,10 +971,10 @@ class Capturer:
             if rules.policy == "disallow all":  # robots.txt failed: ask again later
                 return outcome.failed(job, now, rand, rules.reason, policy=self.policy)
             return outcome.disallowed(job, now, job.url)
-        await self.pace.turn(job.url)
-        page = await self.fetcher.get(
-            job.url, job.etag, job.last_modified, remote=True, private_ok=private_ok
-        )
+        async with self.pace.turn(job.url):
+            page = await self.fetcher.get(
+                job.url, job.etag, job.last_modified, remote=True, private_ok=private_ok
+            )
         if page.not_modified:
             return outcome.not_modified(job, now)
         if page.refused:

@@ -13,8 +13,8 @@ from its start to its exit, start-up and imports included, in alternating order:
   `httpx.Client` GETs /robots.txt (read with urllib.robotparser), then each page, and calls
   `trafilatura.extract(html, url, with_metadata=True)` on it.
 
-Both keep one request per `--interval` seconds to the host, measured start to start, with
-robots.txt taking the first turn, as aggregator/capture/pace.py's HostPace does (the program's
+Both pause `--interval` seconds between the end of one request to the host and the start of
+the next, robots.txt first, as aggregator/capture/pace.py's HostPace does (the program's
 default is 2 s; a short one keeps this run short). Each wall time is the fastest of `--rounds`.
 
 Target: ours within 1.2x the baseline, i.e. the rate limit sets the pace of a capture, not our
@@ -57,26 +57,26 @@ import httpx, trafilatura
 
 interval, robots_url = float(sys.argv[1]), sys.argv[2]
 urls = open(sys.argv[3]).read().split()
-next_turn = time.monotonic()
+not_before = 0.0
 
-def turn():
-    global next_turn
-    now = time.monotonic()
-    start = max(now, next_turn)
-    next_turn = start + interval
-    if start > now:
-        time.sleep(start - now)
+def paced_get(client, url):
+    global not_before
+    wait = not_before - time.monotonic()
+    if wait > 0:
+        time.sleep(wait)
+    try:
+        return client.get(url)
+    finally:
+        not_before = time.monotonic() + interval
 
 with httpx.Client() as client:
-    turn()
     robots = urllib.robotparser.RobotFileParser(robots_url)
-    robots.parse(client.get(robots_url).text.splitlines())
+    robots.parse(paced_get(client, robots_url).text.splitlines())
     fetched = extracted = 0
     for url in urls:
         if not robots.can_fetch("bench", url):
             continue
-        turn()
-        page = client.get(url)
+        page = paced_get(client, url)
         fetched += 1
         if trafilatura.extract(page.content, url=url, with_metadata=True):
             extracted += 1

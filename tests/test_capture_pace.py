@@ -9,30 +9,43 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from aggregator.capture import pace as pace_module
 from aggregator.capture.pace import GiveUp, HostPace, Retry, RetryPolicy, after_failure
 
 
 class FakeTime:
-    """A monotonic clock that stands still; each task's sleeps are recorded, not slept."""
+    """Virtual time, one timeline per task, each starting at `base`: a task's sleeps and
+    its requests' durations (`spend`) move its own clock only, so tasks that would run side
+    by side do not add up; `advance` moves where new tasks start."""
 
     def __init__(self) -> None:
-        self.now = 500.0
-        self.slept: dict[asyncio.Task, float] = {}
+        self.base = 500.0
+        self.now: dict[asyncio.Task | None, float] = {}
 
     def clock(self) -> float:
-        return self.now
+        return self.now.get(asyncio.current_task(), self.base)
+
+    def advance(self, seconds: float) -> None:
+        self.base += seconds
+
+    def spend(self, seconds: float) -> None:
+        self.now[asyncio.current_task()] = self.clock() + seconds
 
     async def sleep(self, seconds: float) -> None:
-        task = asyncio.current_task()
-        self.slept[task] = self.slept.get(task, 0.0) + seconds
+        self.spend(seconds)
 
 
-def starts(pace: HostPace, fake: FakeTime, urls: list[str]) -> dict[str, float]:
-    """When each request may start, in seconds from now, all asked for at once."""
+def starts(pace: HostPace, fake: FakeTime, urls: list[str], lasting: float = 0.0):
+    """When each request may start, in seconds from now, all asked for at once; each
+    request takes `lasting` seconds."""
+
+    asked = fake.base
 
     async def one(url: str) -> tuple[str, float]:
-        await pace.turn(url)
-        return url, fake.slept.get(asyncio.current_task(), 0.0)
+        async with pace.turn(url):
+            started = fake.clock() - asked
+            fake.spend(lasting)
+        return url, started
 
     async def run() -> list[tuple[str, float]]:
         return await asyncio.gather(*(one(u) for u in urls))
@@ -57,24 +70,46 @@ def test_one_host_gets_one_turn_every_interval_and_other_hosts_do_not_wait():
     }
 
 
+def test_the_pause_runs_from_the_end_of_the_request_before():
+    fake = FakeTime()
+    pace = HostPace(interval=2.0, clock=fake.clock, sleep=fake.sleep)
+    urls = ["https://www.nato.int/a", "https://www.nato.int/b", "https://www.nato.int/c"]
+    # Each request takes 3 s: the next starts 2 s after it ended, 5 s after it started.
+    assert starts(pace, fake, urls, lasting=3.0) == {
+        "https://www.nato.int/a": 0.0,
+        "https://www.nato.int/b": 5.0,
+        "https://www.nato.int/c": 10.0,
+    }
+
+
 def test_a_host_asked_again_after_a_quiet_spell_goes_at_once():
     fake = FakeTime()
     pace = HostPace(interval=2.0, clock=fake.clock, sleep=fake.sleep)
     assert starts(pace, fake, ["https://www.nato.int/a"]) == {"https://www.nato.int/a": 0.0}
-    fake.now += 1.5
+    fake.advance(1.5)
     assert starts(pace, fake, ["https://WWW.NATO.INT/b"]) == {"https://WWW.NATO.INT/b": 0.5}
-    fake.now += 10
+    fake.advance(10)
     assert starts(pace, fake, ["https://www.nato.int/c"]) == {"https://www.nato.int/c": 0.0}
 
 
+def test_only_hosts_in_use_or_in_their_pause_are_remembered(monkeypatch):
+    monkeypatch.setattr(pace_module, "MAX_HOSTS", 3)
+    fake = FakeTime()
+    pace = HostPace(interval=2.0, clock=fake.clock, sleep=fake.sleep)
+    starts(pace, fake, [f"https://site{n}.example/" for n in range(3)])
+    fake.advance(5)  # every pause is over
+    starts(pace, fake, ["https://new.example/"])
+    assert list(pace._hosts) == ["new.example"]
+
+
 def test_the_server_sees_requests_to_one_host_spaced_by_the_interval(feed_server):
-    feed_server.route("/page", body=b"<html></html>", content_type="text/html")
+    feed_server.route("/page", body=b"<html></html>", content_type="text/html", delay=0.05)
     interval = 0.2
     pace = HostPace(interval=interval)
 
     async def fetch(client: httpx.AsyncClient) -> None:
-        await pace.turn(feed_server.url("/page"))
-        await client.get(feed_server.url("/page"))
+        async with pace.turn(feed_server.url("/page")):
+            await client.get(feed_server.url("/page"))
 
     async def run() -> None:
         async with httpx.AsyncClient() as client:
@@ -84,8 +119,10 @@ def test_the_server_sees_requests_to_one_host_spaced_by_the_interval(feed_server
     arrivals = [r.time for r in feed_server.requests("/page")]
     gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
     assert len(arrivals) == 4
-    # Arrival times carry the network's jitter on top of the pace: allow a little of it.
-    assert all(gap > interval * 0.8 for gap in gaps), gaps
+    # A request arrives before it ends and the next leaves an interval after that end, so
+    # no jitter can bring two arrivals closer than the interval (and the slow answers,
+    # 50 ms each, push them apart by that much more).
+    assert min(gaps) >= interval, gaps
 
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -1,28 +1,34 @@
 """How fast captures go: one request per host every few seconds, and when a failed capture
 is tried again or given up.
 
-`HostPace` hands out turns per host in the order they are asked for; hosts do not wait
-for each other. Its clock and sleep are injectable so tests run without waiting.
+`HostPace` hands out turns per host in the order they are asked for, each an interval
+after the last request to the host ended; hosts do not wait for each other. Its clock and
+sleep are injectable so tests run without waiting.
 `after_failure` is the pure retry decision.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 DEFAULT_INTERVAL = 2.0  # seconds between two requests to one host
+MAX_HOSTS = 1000  # hosts remembered before the idle ones are forgotten
 
 # Statuses a retry will not change: the page is not there, or not for us (451).
 PERMANENT_STATUSES = frozenset({404, 410, 451})
 
 
 class HostPace:
-    """At most one request per host every `interval` seconds."""
+    """One request at a time per host, each starting at least `interval` seconds after the
+    one before it ended, in the order they were asked for (wget's --wait: the pause is
+    between retrievals). Timed from the start instead, a request that went out late left
+    the next one a few milliseconds behind it at the server."""
 
     def __init__(
         self,
@@ -34,17 +40,38 @@ class HostPace:
         self.interval = interval
         self.clock = clock
         self.sleep = sleep
-        self._next_turn: dict[str, float] = {}  # host -> earliest time of its next request
+        self._hosts: dict[str, _Host] = {}
 
-    async def turn(self, url: str) -> None:
-        """Return when a request to `url`'s host may start."""
-        host = (urlsplit(url).hostname or "").lower()
-        now = self.clock()
-        # Reserved before sleeping (no await in between), so waiters get successive turns.
-        start = max(now, self._next_turn.get(host, now))
-        self._next_turn[host] = start + self.interval
-        if start > now:
-            await self.sleep(start - now)
+    @contextlib.asynccontextmanager
+    async def turn(self, url: str) -> AsyncIterator[None]:
+        """Hold `url`'s host for one request: enter when it may start, leave when it ended."""
+        host = self._host((urlsplit(url).hostname or "").lower())
+        async with host.lock:  # asyncio's Lock is first come, first served
+            wait = host.not_before - self.clock()
+            if wait > 0:
+                await self.sleep(wait)
+            try:
+                yield
+            finally:
+                host.not_before = self.clock() + self.interval
+
+    def _host(self, name: str) -> _Host:
+        """A daemon meets new hosts for ever (whatever articles link to): past MAX_HOSTS,
+        the hosts nobody holds or waits for and whose pause is over are forgotten."""
+        if name not in self._hosts and len(self._hosts) >= MAX_HOSTS:
+            now = self.clock()
+            for idle in [n for n, h in self._hosts.items() if h.idle(now)]:
+                del self._hosts[idle]
+        return self._hosts.setdefault(name, _Host())
+
+
+@dataclass(slots=True)
+class _Host:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    not_before: float = float("-inf")  # when its next request may start
+
+    def idle(self, now: float) -> bool:
+        return not self.lock.locked() and now >= self.not_before
 
 
 @dataclass(frozen=True, slots=True)
