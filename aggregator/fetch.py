@@ -228,7 +228,7 @@ async def _send(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Resp
     except httpx.InvalidURL as exc:
         # httpx reads a redirect's Location into a next request even when it does not
         # follow it, and refuses one like `javascript:...` before we see the headers.
-        raise FetchError(f"redirect to an invalid URL: {exc}") from None
+        raise URLRefused(f"redirect to an invalid URL: {exc}") from None
 
 
 def _conditional(etag: str | None, last_modified: str | None) -> dict[str, str]:

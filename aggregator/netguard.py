@@ -59,8 +59,6 @@ def _addresses(infos: list) -> list[str]:
 
 def refused_addresses(host: str, addresses: list[str]) -> str | None:
     """Why the host at these addresses is not public, or None when every one is."""
-    if not addresses:
-        return f"{host} resolves to no address"
     for text in addresses:
         reason = address_refusal(text)
         if reason:
@@ -141,7 +139,12 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         self.allow_private = allow_private
         self.private_hosts = frozenset(h.lower() for h in private_hosts)
         self.resolver = resolver
-        self.inner = _CheckedAddressTransport(ssl_context or httpx.create_ssl_context())
+        ssl_context = ssl_context or httpx.create_ssl_context()
+        # Two pools: a connection opened where private addresses were allowed (a poll of a
+        # configured host) must never carry a request that only public ones may answer (an
+        # article link to the same name, now resolving to a public address).
+        self.public = _CheckedAddressTransport(ssl_context)
+        self.private = _CheckedAddressTransport(ssl_context)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         target = _split(str(request.url))
@@ -152,31 +155,36 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             addresses = await self.resolver(host, port)
         except (OSError, UnicodeError) as exc:
             raise httpx.ConnectError(f"cannot resolve {host}: {exc}", request=request) from None
+        if not addresses:  # DNS may answer tomorrow: a failure, not a refusal
+            raise httpx.ConnectError(f"{host} resolves to no address", request=request)
         private_ok = self.allow_private or request.extensions.get(PRIVATE_OK, False)
-        if not (private_ok or host.lower() in self.private_hosts):
+        private_ok = private_ok or host.lower() in self.private_hosts
+        if not private_ok:
             reason = refused_addresses(host, addresses)
             if reason:
                 raise TargetRefused(f"refused: {reason}", request=request)
-        if not addresses:
-            raise httpx.ConnectError(f"{host} resolves to no address", request=request)
+        pool = self.private if private_ok else self.public
         for address in addresses[:-1]:  # each checked address in turn, as a resolver would
             try:
-                return await self._send(request, address)
+                return await self._send(pool, request, address)
             except httpx.ConnectError:
                 continue
-        return await self._send(request, addresses[-1])
+        return await self._send(pool, request, addresses[-1])
 
-    async def _send(self, request: httpx.Request, address: str) -> httpx.Response:
+    async def _send(
+        self, pool: httpx.AsyncHTTPTransport, request: httpx.Request, address: str
+    ) -> httpx.Response:
         """The request, over a connection to `address` if one must be opened; a pooled
         connection to the same host name was opened to an address checked before."""
         token = _CHECKED_ADDRESS.set(address)
         try:
-            return await self.inner.handle_async_request(request)
+            return await pool.handle_async_request(request)
         finally:
             _CHECKED_ADDRESS.reset(token)
 
     async def aclose(self) -> None:
-        await self.inner.aclose()
+        await self.public.aclose()
+        await self.private.aclose()
 
 
 # The address GuardedTransport checked for the request being sent in this task: httpcore

@@ -944,8 +944,10 @@ class Capturer:
         async def get(url: str) -> tuple[int | None, bytes]:
             async with self.pace.turn(url):
                 answer = await self.fetcher.get(url, remote=True, private_ok=private_ok)
-            if answer.refused:  # the page's own origin: the page would be refused too
-                raise _LinkRefused(answer.refused)
+            if answer.refused:
+                # A robots.txt we never fetch (redirected to ftp: or a private address) is
+                # one that is not there, as a 404 is: the page's own fetch is checked anyway.
+                return 404, b""
             return (answer.status if answer.error is None else None), answer.body
 
         if private_ok not in self._robots:

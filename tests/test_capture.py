@@ -192,10 +192,26 @@ def test_a_source_redirect_to_another_private_host_is_refused(tmp_path, feed_ser
 def test_a_page_that_redirects_where_we_never_go_is_given_up_at_once(site):
     server, config_path = site
     server.route("/news/208562.htm", status=302, location="ftp://files.example/article.pdf")
+    server.route("/news/144098.htm", status=302, location="javascript:alert(1)")
     _, reports = fetch_and_capture(config_path)
-    (moved,) = [r for r in reports if r.url.endswith("/208562.htm")]
-    assert moved.state is CaptureState.GIVEN_UP  # a retry would be refused again
-    assert moved.reason == "refusing to fetch a ftp URL: ftp://files.example/article.pdf"
+    moved = {r.url.rsplit("/", 1)[1]: r for r in reports}
+    assert moved["208562.htm"].state is CaptureState.GIVEN_UP  # a retry would be refused again
+    assert moved["208562.htm"].reason == (
+        "refusing to fetch a ftp URL: ftp://files.example/article.pdf"
+    )
+    assert moved["144098.htm"].state is CaptureState.GIVEN_UP
+    assert "redirect to an invalid URL" in moved["144098.htm"].reason
+
+
+def test_a_robots_txt_we_never_fetch_is_one_that_is_not_there(site):
+    server, config_path = site
+    server.route("/robots.txt", status=301, location="ftp://files.example/robots.txt")
+    _, reports = fetch_and_capture(config_path)
+    assert len(reports) == 3 and not {CaptureState.GIVEN_UP, CaptureState.DISALLOWED} & {
+        r.state for r in reports
+    }
+    assert len([r for r in server.requests() if r.path.startswith("/news/")]) == 3
+    assert len(server.requests("/robots.txt")) == 1  # and remembered as such
 
 
 def test_a_failing_page_is_retried_later_then_given_up_with_the_reason(site):

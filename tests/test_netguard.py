@@ -8,11 +8,13 @@ import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpcore
 import httpx
 import pytest
 import trustme
 
 from aggregator.netguard import (
+    PRIVATE_OK,
     GuardedTransport,
     TargetRefused,
     address_refusal,
@@ -61,7 +63,7 @@ def refusal_of(url: str, allow_private: bool = False, resolver=resolve_async) ->
     async def decide() -> str | None:
         transport = GuardedTransport(allow_private, resolver=resolver)
 
-        async def connected(request: httpx.Request, address: str) -> httpx.Response:
+        async def connected(pool, request: httpx.Request, address: str) -> httpx.Response:
             return httpx.Response(204)
 
         transport._send = connected
@@ -256,6 +258,46 @@ def test_a_tls_connection_verified_for_one_name_is_never_used_for_another(tls_se
     verified, refused = asyncio.run(two_names())
     assert (verified.status_code, verified.content) == (200, b"hello")
     assert refused is not None and "other.example" in str(refused)  # a hostname mismatch
+
+
+def test_a_connection_opened_where_private_addresses_were_allowed_is_never_reused_otherwise(
+    feed_server, monkeypatch
+):
+    """A poll of a configured host may reach a private address; an article link to the same
+    name may not. Were they pooled together, the link would ride the poll's connection to
+    the private address though DNS now answers a public one for its check."""
+    feed_server.route("/feed", body=b"feed")
+    feed_server.route("/admin", body=b"internal page")
+    answers = iter([["127.0.0.1"], ["93.184.216.34"]])  # private first, public afterwards
+
+    async def resolver(host: str, port: int) -> list[str]:
+        return next(answers)
+
+    opened = []
+    real_connect = httpcore.AnyIOBackend.connect_tcp
+
+    async def loopback_only(backend, host, port, *args, **kwargs):
+        opened.append(host)
+        if host != "127.0.0.1":  # no network here: a public address is never reached
+            raise httpcore.ConnectError(f"not connecting to {host} in a test")
+        return await real_connect(backend, host, port, *args, **kwargs)
+
+    monkeypatch.setattr(httpcore.AnyIOBackend, "connect_tcp", loopback_only)
+
+    async def poll_then_link() -> httpx.Response | Exception:
+        transport = GuardedTransport(allow_private=False, resolver=resolver)
+        async with httpx.AsyncClient(transport=transport) as client:
+            base = f"http://feeds.example:{feed_server.port}"
+            await client.get(f"{base}/feed", extensions={PRIVATE_OK: True})
+            try:
+                return await client.get(f"{base}/admin")
+            except httpx.ConnectError as exc:
+                return exc
+
+    outcome = asyncio.run(poll_then_link())
+    assert isinstance(outcome, httpx.ConnectError)  # a new connection, to the checked address
+    assert opened == ["127.0.0.1", "93.184.216.34"]
+    assert feed_server.requests("/admin") == []
 
 
 def test_an_address_nothing_answers_on_is_passed_over_for_the_next(feed_server):
