@@ -4,6 +4,7 @@ restored, pruned, and readable without this program."""
 from __future__ import annotations
 
 import ast
+import gzip
 import hashlib
 import io
 import json
@@ -23,11 +24,12 @@ import pytest
 from aggregator import config as config_module
 from aggregator import pipeline, store
 from aggregator import snapshot as snap
+from aggregator.capture.warc import append_capture
 from aggregator.cli import TerminalProgress
 from aggregator.lock import WRITER_WAIT, ArchiveLock, LockHeld
 from aggregator.models import Entry, Item, Origin, Precision, Revision, SourceSpec, TopicScore
 from aggregator.snapshot import manifest as snapshot_manifest
-from aggregator.snapshot import writing
+from aggregator.snapshot import pages, writing
 from aggregator.store import Archive
 from aggregator.store import snapshot as store_snapshot
 from tests.conftest import ROOT, SEEDS
@@ -620,6 +622,55 @@ def test_a_fetch_under_way_keeps_a_restore_out_and_keeps_its_items(project, conf
     assert fetch.returncode == 0 and "nato-news: 200" in out and "3 new" in out, out + err
     with Archive(config.archive.database, readonly=True) as archive:
         assert archive.get_source("nato-news").item_count == 3
+
+
+# --- captured pages (the WARC file) ----------------------------------------------------------
+
+
+def captured(warc: Path, count: int, first: int = 0) -> bytes:
+    """`count` captures appended to a WARC file as capture writes them; the whole file."""
+    for n in range(first, first + count):
+        body = b"".join(f"<p>Partnership page {n}, paragraph {k}.</p>".encode() for k in range(90))
+        url = f"https://www.nato.int/cps/en/natohq/news_{n}.htm"
+        append_capture(warc, url, START + timedelta(minutes=n), 200, {}, body, {})
+    return warc.read_bytes()
+
+
+# a record still being appended: a gzip member without its end
+TORN = gzip.compress(b"WARC/1.1\r\nWARC-Type: response\r\n" * 40, mtime=0)[:-9]
+
+
+@pytest.mark.parametrize("chunk", [97, 1 << 20])  # members across reads, or many in one read
+@pytest.mark.parametrize("tail", [b"", TORN, b"not gzip at all"], ids=["whole", "torn", "junk"])
+def test_the_pages_copy_keeps_whole_records_and_its_entry_says_what_it_kept(
+    tmp_path, monkeypatch, chunk, tail
+):
+    monkeypatch.setattr(pages, "CHUNK", chunk)
+    source, copy = tmp_path / "pages.warc.gz", tmp_path / "copy.warc.gz"
+    whole = captured(source, 3)
+    with source.open("ab") as file:
+        file.write(tail)
+    entry = pages.copy_pages(source, copy)
+    assert copy.read_bytes() == whole
+    assert entry == {"size": len(whole), "sha256": hashlib.sha256(whole).hexdigest()}
+    assert pages.check_pages(copy) == 7  # warcinfo, then response + request x3
+
+
+def test_a_page_that_inflates_past_one_read_is_copied_whole(tmp_path):
+    source, copy = tmp_path / "pages.warc.gz", tmp_path / "copy.warc.gz"
+    body = b"".join(f"<p>Paragraph {n * 7919 % 1_000_003}.</p>".encode() for n in range(100_000))
+    append_capture(source, "https://www.nato.int/long.htm", START, 200, {}, body, {})
+    whole = captured(source, 1, first=1)
+    assert len(body) > pages.CHUNK  # more text than one inflate call may give
+    assert pages.copy_pages(source, copy)["size"] == len(whole)
+    assert pages.check_pages(copy) == 5
+
+
+def test_a_pages_file_with_no_whole_record_copies_as_empty(tmp_path):
+    source, copy = tmp_path / "pages.warc.gz", tmp_path / "copy.warc.gz"
+    source.write_bytes(TORN)
+    assert pages.copy_pages(source, copy) == {"size": 0, "sha256": hashlib.sha256().hexdigest()}
+    assert copy.read_bytes() == b""
 
 
 # --- the command line ------------------------------------------------------------------------

@@ -40,9 +40,7 @@ def whole_members_end(path: Path) -> int:
         while chunk := file.read(CHUNK):
             while chunk:
                 try:
-                    inflater.decompress(chunk, CHUNK)
-                    while inflater.unconsumed_tail:  # bounded output: a bomb stays small
-                        inflater.decompress(inflater.unconsumed_tail, CHUNK)
+                    _inflate(inflater, chunk)
                 except zlib.error:
                     return end
                 if not inflater.eof:
@@ -53,6 +51,16 @@ def whole_members_end(path: Path) -> int:
                 end, chunk = position, rest
                 inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
     return end
+
+
+def _inflate(inflater: zlib._Decompress, data: bytes) -> None:
+    """Inflate `data` into nothing, at most CHUNK bytes a call so a bomb stays small, until
+    its member ends or it is used up (a full output may still hold more back). The end is
+    told by `eof` alone: a member that ends in a call fed from `unconsumed_tail` leaves that
+    tail in place, and feeding it again would only append it to `unused_data`, forever."""
+    output = inflater.decompress(data, CHUNK)
+    while not inflater.eof and (inflater.unconsumed_tail or len(output) == CHUNK):
+        output = inflater.decompress(inflater.unconsumed_tail, CHUNK)
 
 
 def check_pages(path: Path) -> int:
