@@ -20,7 +20,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
-from aggregator.models import Action, Candidate, Entry, Identity, Intent, Origin
+from aggregator.models import Action, Candidate, Entry, Identity, Intent, KnownEntry, Origin
 
 TRACKING_PARAMS = {"fbclid", "gclid", "dclid", "msclkid", "mc_cid", "mc_eid", "selectedlocale"}
 SEED_MATCH_WINDOW = timedelta(days=4)
@@ -218,6 +218,28 @@ def needs_title_lookup(
     guids = {c.guid_key for c in found if c.guid_key}
     holders = {c.canonical_url: c.guid_key for c in found if c.canonical_url}
     return [i for i in identities if not _settled(i, guids, holders)]
+
+
+def needs_every_entry(
+    changed: Sequence[tuple[Entry, Identity]],
+    unread: Sequence[KnownEntry],
+    candidates: Sequence[Candidate],
+) -> bool:
+    """Whether deciding only the changed entries of a document could decide otherwise than
+    deciding every entry (the others left unread as known): a changed entry shares a guid
+    or a link with an unread one (a repeat, a story listed apart, a link taken), or its
+    title and day when no guid or link settles it, or its candidates hold the stored item
+    an unread entry went to. Then every entry is read: correctness first, speed after."""
+    guids = {known.identity.guid_key for known in unread} - {None}
+    urls = {known.identity.canonical_url for known in unread} - {None}
+    if any(i.guid_key in guids or i.canonical_url in urls for _, i in changed):
+        return True
+    fingerprints = {known.identity.fingerprint for known in unread}
+    unsettled = needs_title_lookup((i for _, i in changed), candidates)
+    if any(ident.fingerprint in fingerprints for ident in unsettled):
+        return True
+    items = {known.item_id for known in unread}
+    return any(candidate.id in items for candidate in candidates)
 
 
 def _settled(ident: Identity, guids: set[str], holders: dict[str, str | None]) -> bool:

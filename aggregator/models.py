@@ -95,6 +95,17 @@ class Intent:
     canonical_url: str | None = None  # NEW, MERGE: the link to store (None: another holds it)
 
 
+@dataclass(frozen=True, slots=True)
+class KnownEntry:
+    """An entry of a source's document as the last stored poll read it: the item it went
+    to, the content it gave that item, and its identity. A re-poll leaves the entry unread
+    while its bytes, and the item's content, are the same."""
+
+    item_id: int
+    content_hash: str
+    identity: Identity
+
+
 # --- what the archive holds -----------------------------------------------------------------
 
 

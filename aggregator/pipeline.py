@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -55,6 +54,7 @@ from aggregator.models import (
     Identity,
     IngestCounts,
     Intent,
+    KnownEntry,
     Origin,
     PollOutcome,
     SourceSpec,
@@ -88,10 +88,11 @@ def store_entries(
     source_id: str,
     origin: Origin = Origin.FEED,
     seen: datetime | None = None,
+    remember: Callable[[list[Intent]], None] | None = None,
 ) -> IngestCounts:
     """Decide what each entry is and apply it in one transaction, which also records
     that a publish is owed when any item changed (so a crash before the publish leaves
-    the debt for the next run to settle)."""
+    the debt for the next run to settle), and what `remember` keeps of the intents."""
     seen = seen or utc_now()
     identified = dedupe.unique_identified(entries, source_id)
     with archive.transaction():
@@ -101,7 +102,38 @@ def store_entries(
             archive.queue_captures(links_to_capture(intents), seen)
         if counts.item_ids:
             archive.mark_publish_owed(seen)
+        if remember is not None:
+            remember(intents)
         return counts
+
+
+def _remember_entries(
+    archive: Archive, source_id: str, parsed: ParsedFeed, intents: Sequence[Intent]
+) -> None:
+    """Keep each entry read, by its digest, with what it became, for the next poll to leave
+    unread while nothing changed; a document read whole leaves nothing to keep."""
+    if parsed.entry_digests is None:
+        archive.keep_entries(source_id, (), ())
+        return
+    digest_of = {
+        id(entry): d for entry, d in zip(parsed.entries, parsed.entry_digests, strict=True)
+    }
+    read = [
+        (digest_of[id(i.entry)], KnownEntry(i.item_id, i.content_hash, i.identity))
+        for i in intents
+        if i.item_id is not None and id(i.entry) in digest_of
+    ]
+    archive.keep_entries(source_id, parsed.unread, read)
+
+
+def _needs_every_entry(
+    archive: Archive, parsed: ParsedFeed, known: dict[bytes, KnownEntry], source_id: str
+) -> bool:
+    """Whether the entries left unread could change what the changed ones are: dedupe's
+    decision (read-only lookups, before the poll's transaction)."""
+    identified = [(entry, dedupe.identify(entry, source_id)) for entry in parsed.entries]
+    unread = [known[digest] for digest in parsed.unread]
+    return dedupe.needs_every_entry(identified, unread, find_candidates(archive, identified))
 
 
 def links_to_capture(intents: Sequence[Intent]) -> list[tuple[int, str]]:
@@ -562,10 +594,22 @@ class Pipeline:
         stopping: asyncio.Event | None,
     ) -> PollReport:
         reader = _Reader.of(config.source(source.id), now, config.fetch.max_entries)
-        known = functools.partial(self.run_locked, Archive.entry_digests, source.id)
-        work = _fetch_and_parse(fetcher, source, reader, config.private_ok(source.id), known)
+        known: dict[bytes, KnownEntry] = {}
+
+        async def load_known() -> dict[bytes, KnownEntry]:
+            known.update(await self.run_locked(Archive.known_entries, source.id))
+            return known
+
+        work = _fetch_and_parse(fetcher, source, reader, config.private_ok(source.id), load_known)
         result, parsed, ingested = await _unless(stopping, work)
         async with self.lock:
+            if parsed is not None and parsed.known and parsed.entries:
+                every = await asyncio.to_thread(_needs_every_entry, self.archive, parsed, known,
+                                                source.id)  # fmt: skip
+                if every:  # deciding the changed entries alone could decide otherwise
+                    parsed, ingested = await _unless(
+                        stopping, _parse(result, source.id, reader, {})
+                    )
             ingested, outcome = await asyncio.to_thread(
                 _store, self.archive, config, source, result, parsed, ingested, now, random.random()
             )
@@ -631,7 +675,7 @@ class _Reader:
     def expects_feed(self) -> bool:
         return self.selectors is None
 
-    def __call__(self, result: FetchResult, known: frozenset[bytes]) -> ParsedFeed:
+    def __call__(self, result: FetchResult, known: Collection[bytes]) -> ParsedFeed:
         """The answer read; a feed's entries whose digest is `known` are left unread."""
         if self.selectors is None:
             return parse_document(
@@ -651,7 +695,7 @@ async def _fetch_and_parse(
     source: SourceState,
     reader: _Reader,
     private_ok: bool,
-    known: Callable[[], Awaitable[frozenset[bytes]]],
+    known: Callable[[], Awaitable[Collection[bytes]]],
 ) -> tuple[FetchResult, ParsedFeed | None, _Ingested]:
     """The part of a poll before any transaction: it may be abandoned at any point.
     `known` gives the digests of the entries stored before, when the answer is parsed."""
@@ -693,7 +737,7 @@ def _same_host(url: str, other: str) -> bool:
 
 
 async def _parse(
-    result: FetchResult, source_id: str, reader: _Reader, known: frozenset[bytes]
+    result: FetchResult, source_id: str, reader: _Reader, known: Collection[bytes]
 ) -> tuple[ParsedFeed | None, _Ingested]:
     from aggregator.parse.feed import FeedError  # here: a re-poll that does not parse skips it
 
@@ -724,9 +768,10 @@ def _store(
     try:
         with archive.transaction():
             if parsed is not None:
-                counts = store_entries(archive, parsed.entries, source.id, Origin.FEED, now)
-                if parsed.digests is not None:
-                    archive.keep_entry_digests(source.id, parsed.digests)
+                counts = store_entries(
+                    archive, parsed.entries, source.id, Origin.FEED, now,
+                    remember=lambda intents: _remember_entries(archive, source.id, parsed, intents),
+                )  # fmt: skip
                 ingested = _Ingested(counts=counts, warning=ingested.warning)
             outcome = _record(archive, config, source, result, ingested, now, rand)
     except Exception as exc:  # the transaction rolled back: the archive is as it was

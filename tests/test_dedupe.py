@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from aggregator import dedupe
-from aggregator.models import Action, Candidate, Entry, Origin
+from aggregator.models import Action, Candidate, Entry, KnownEntry, Origin
 
 DAY = datetime(2022, 11, 9, 12, 0, tzinfo=UTC)
 SEED_TEXT = (
@@ -488,3 +488,43 @@ def test_a_published_id_or_link_another_item_holds_is_not_taken():
     assert intent.atom_id.startswith("tag:aggregator.invalid,2022-11-09:feed/")
     assert intent.atom_id != dedupe.decide(identified, [holder], Origin.FEED, 10, held)[0].atom_id
     assert intent.canonical_url is None
+
+
+# --- when entries left unread bear on the changed ones -----------------------------------------
+
+
+def unread(e: Entry, item_id: int) -> KnownEntry:
+    return KnownEntry(item_id, dedupe.content_hash(e), dedupe.identify(e, "nato"))
+
+
+def changed(*entries: Entry) -> list:
+    return [(e, dedupe.identify(e, "nato")) for e in entries]
+
+
+N1, N2, N3 = (f"https://www.nato.int/cps/en/natohq/news_{n}.htm" for n in (1, 2, 3))
+
+
+def test_changed_entries_alone_decide_as_all_do_when_nothing_is_shared():
+    x, y = entry("Press conference", link=N1), entry("Press conference", link=N2)
+    # y changed its text; x, of the same title and day, is unread. y's link settles it.
+    y2 = entry("Press conference", link=N2, summary_html="<p>New</p>")
+    assert not dedupe.needs_every_entry(changed(y2), [unread(x, 1)], [stored(y, 2)])
+
+
+@pytest.mark.parametrize(
+    ("case", "new", "known"),
+    [
+        ("same guid: a repeat", entry("B", guid="g", link=N2), entry("A", guid="g", link=N1)),
+        ("same link: a repeat", entry("B", link=N1), entry("A", link=N1)),
+        # y's link moved (N3 is unknown): only its title and day can find its story
+        ("moved, same title and day", entry("Press", link=N3), entry("Press", link=N1)),
+    ],
+)
+def test_changed_entries_that_share_a_key_with_an_unread_one_need_every_entry(case, new, known):
+    assert dedupe.needs_every_entry(changed(new), [unread(known, 1)], [])
+
+
+def test_a_changed_entry_that_may_be_an_unread_entrys_item_needs_every_entry():
+    x = entry("Allies meet", link=N1)
+    moved = entry("Allies meet again", link=N2)  # found by link to the item x went to
+    assert dedupe.needs_every_entry(changed(moved), [unread(x, 7)], [stored(x, 7)])

@@ -88,10 +88,11 @@ class ParsedFeed:
     dropped: int = 0  # entries not read: over max_entries, or past the tag budget
     unreadable: int = 0  # entries read that could not be converted, and were left out
     note: str | None = None  # one line on the dropped and unreadable entries, for people
-    # The digests of the entries the document holds that were read (or left unread as
-    # known): what the next poll may leave unread. None: the document was read whole.
-    digests: frozenset[bytes] | None = None
-    known: int = 0  # entries left unread: their digest was known
+    # The digest of each of `entries`, for the next poll to leave it unread if its bytes
+    # are the same; None: the document was read whole, and none can be left unread.
+    entry_digests: tuple[bytes, ...] | None = None
+    unread: frozenset[bytes] = frozenset()  # known digests of entries left unread
+    known: int = 0  # entries left unread
 
 
 def parse_feed(
@@ -134,8 +135,8 @@ def _parse(
         result.entries = []  # let each raw entry go as soon as it is converted
         if not raw_entries and not cut.dropped:
             _raise_if_not_a_feed(result, problem, headers)
-        entries, failed = _entries(raw_entries, url)
-        read = _Read(result, entries, [exc for _, exc in failed])
+        entries, _, failures = _entries(raw_entries, url)
+        read = _Read(result, entries, failures)
     else:
         problem = _bozo_message(encoding_info)
     result, failures = read.result, read.failures
@@ -149,7 +150,8 @@ def _parse(
         dropped=cut.dropped,
         unreadable=len(failures),
         note=note_on(cut.note, failures),
-        digests=read.digests,
+        entry_digests=None if read.digests is None else tuple(read.digests),
+        unread=read.unread,
         known=read.known,
     )
 
@@ -163,7 +165,8 @@ class _Read:
     result: Any  # feedparser's result for the document's own fields
     entries: list[Entry]
     failures: list[Exception]
-    digests: frozenset[bytes] | None = None
+    digests: list[bytes] | None = None  # of each of `entries`
+    unread: frozenset[bytes] = frozenset()
     known: int = 0
 
 
@@ -171,12 +174,17 @@ def _read_changed(
     data: bytes, cut: prepare.Cut, spans: list[tuple[int, int]], url: str, known: Collection
 ) -> _Read | None:
     """The entries whose digest is not `known`, read in parts of PART_ENTRIES; None when
-    the document must be read whole."""
-    digests = prepare.entry_digests(data, cut, spans, f"{ENTRY_RULES} {__version__} {url}")
+    the document must be read whole. Entries carrying xml:base or namespace declarations
+    are all read: feedparser hands an entry's base on to the entries after it, so what
+    one entry gives depends on another's bytes."""
+    context = f"{ENTRY_RULES} {__version__} feedparser {_feedparser().__version__} {url}"
+    digests = prepare.entry_digests(data, cut, spans, context)
+    entries_bytes = data[spans[0][0] : spans[-1][1]]
+    if b"xml:base" in entries_bytes or b"xmlns" in entries_bytes:
+        known = ()
     changed = [index for index, digest in enumerate(digests) if digest not in known]
-    kept = {digest for digest in digests if digest in known}
     parts = [changed[at : at + PART_ENTRIES] for at in range(0, len(changed), PART_ENTRIES)]
-    read = _Read(None, [], [])
+    read = _Read(None, [], [], digests=[])
     for part in parts or [[]]:  # nothing changed: the head and trailer, for the feed's fields
         result = _read(prepare.with_entries(data, cut, [spans[index] for index in part]))
         if _bozo_message(result) is not None or len(result.entries) != len(part):
@@ -187,12 +195,12 @@ def _read_changed(
             return None
         raw_entries = result.entries
         result.entries = []
-        converted, failed = _entries(raw_entries, url)
+        converted, positions, failed = _entries(raw_entries, url)
         read.entries += converted
-        read.failures += [exc for _, exc in failed]
-        unreadable = {at for at, _ in failed}  # read again next time, in case we learn how
-        kept.update(digests[index] for at, index in enumerate(part) if at not in unreadable)
-    read.digests, read.known = frozenset(kept), len(spans) - len(changed)
+        read.digests += [digests[part[at]] for at in positions]
+        read.failures += failed
+    read.unread = frozenset(digest for digest in digests if digest in known)
+    read.known = len(spans) - len(changed)
     return read
 
 
@@ -200,21 +208,21 @@ def _feed_fields(result: Any) -> tuple:
     return (result.get("version"), result.feed.get("title"), result.feed.get("link"))
 
 
-def _entries(raw_entries: list, base: str) -> tuple[list[Entry], list[tuple[int, Exception]]]:
-    """The entries converted, in order; and where each that could not be was, and why."""
+def _entries(raw_entries: list, base: str) -> tuple[list[Entry], list[int], list[Exception]]:
+    """The entries converted, in order, with where each was among the raw entries; and the
+    errors of those that could not be."""
     raw_entries.reverse()
-    entries, failures = [], []
-    position = -1
-    while raw_entries:
-        position += 1
+    entries, positions, failures = [], [], []
+    for position in range(len(raw_entries)):
         try:
             entry = _entry(raw_entries.pop(), base)
         except Exception as exc:  # one odd entry must not cost the others theirs
-            failures.append((position, exc))
+            failures.append(exc)
             continue
         if entry is not None:
             entries.append(finished(entry))
-    return entries, failures
+            positions.append(position)
+    return entries, positions, failures
 
 
 def note_on(cut_note: str | None, failures: list[Exception]) -> str | None:

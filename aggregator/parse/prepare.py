@@ -57,7 +57,7 @@ _REFERENCE = re.compile(
 _CONTROLS = bytes(c for c in range(32) if c not in (9, 10, 13))
 _CONTROL = re.compile(b"[%s]" % re.escape(_CONTROLS))
 _NON_CHARACTERS = (b"\xef\xbf\xbe", b"\xef\xbf\xbf")
-_TEXT_AFTER_TAG = re.compile(rb">[^<]+")
+_TAG = re.compile(rb"<(?:[^<>\"']|\"[^\"]*\"|'[^']*')*>")  # a tag, `>` in quoted values too
 DIGEST_SIZE = 16  # bytes: a collision among a source's entries is never expected
 
 
@@ -136,7 +136,7 @@ def entry_digests(data: bytes, cut: Cut, spans: list[tuple[int, int]], context: 
     that convert entries and the URL links resolve against). The text between those tags
     is left out: it holds the channel's lastBuildDate, which changes on every poll and
     no entry reads."""
-    head = _TEXT_AFTER_TAG.sub(b">", data[: cut.entry_starts[0]])
+    head = b"".join(_TAG.findall(data[: cut.entry_starts[0]]))
     frame = hashlib.blake2b(context.encode() + b"\0" + head, digest_size=DIGEST_SIZE).digest()
     return [
         hashlib.blake2b(data[start:end], digest_size=DIGEST_SIZE, key=frame).digest()

@@ -201,14 +201,22 @@ CREATE INDEX captures_due ON captures(state, next_attempt);
 """
 
 
-# Version 5: the digest of each entry of a feed source's document at its last stored poll
-# (parse.prepare.entry_digests), so that the next poll reads only the entries that changed.
+# Version 5: each entry of a feed source's document at its last stored poll, by the digest
+# of its bytes (parse.prepare.entry_digests), with the item it went to, the content hash it
+# gave it and its identity, so that the next poll reads only the entries that changed.
 V5_ENTRY_DIGESTS = """
 CREATE TABLE entry_digests (
     source_id TEXT NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
     digest BLOB NOT NULL,
+    item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+    content_hash TEXT NOT NULL,
+    guid_key TEXT,
+    canonical_url TEXT,
+    fingerprint TEXT NOT NULL,
+    title_key TEXT NOT NULL,
     PRIMARY KEY (source_id, digest)
 ) WITHOUT ROWID;
+CREATE INDEX entry_digests_item ON entry_digests(item_id);
 """
 
 

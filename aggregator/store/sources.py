@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from aggregator.clock import now
-from aggregator.models import FetchLogEntry, PollOutcome, SourceSpec, SourceState
+from aggregator.models import (
+    FetchLogEntry,
+    Identity,
+    KnownEntry,
+    PollOutcome,
+    SourceSpec,
+    SourceState,
+)
 from aggregator.store.codec import from_text, to_text
 
 if TYPE_CHECKING:
@@ -115,24 +122,44 @@ class SourcesMixin:
             )
             self._log_fetch(log)
 
-    def entry_digests(self: Archive, source_id: str) -> frozenset[bytes]:
-        """The digests of the source's entries its last stored poll read or knew."""
+    def known_entries(self: Archive, source_id: str) -> dict[bytes, KnownEntry]:
+        """The entries of the source's last stored poll, by digest, whose item still holds
+        the content they gave it (another source or a seed import may have revised it)."""
         rows = self.conn.execute(
-            "SELECT digest FROM entry_digests WHERE source_id = ?", (source_id,)
+            """SELECT d.digest, d.item_id, d.content_hash, d.guid_key, d.canonical_url,
+                   d.fingerprint, d.title_key
+               FROM entry_digests d JOIN items i ON i.id = d.item_id
+               WHERE d.source_id = ? AND i.content_hash = d.content_hash""",
+            (source_id,),
         )
-        return frozenset(digest for (digest,) in rows)
+        return {
+            digest: KnownEntry(item_id, content_hash, Identity(guid, url, fingerprint, title))
+            for digest, item_id, content_hash, guid, url, fingerprint, title in rows
+        }
 
-    def keep_entry_digests(self: Archive, source_id: str, digests: frozenset[bytes]) -> None:
-        """Make the source's entry digests `digests`: those no longer in its document go."""
+    def keep_entries(
+        self: Archive,
+        source_id: str,
+        unread: Collection[bytes],
+        read: Sequence[tuple[bytes, KnownEntry]],
+    ) -> None:
+        """The source's document is now `unread` (known entries left as they are) and
+        `read`: every other entry of the source is forgotten."""
         with self.transaction():
-            held = self.entry_digests(source_id)
+            rows = self.conn.execute(
+                "SELECT digest FROM entry_digests WHERE source_id = ?", (source_id,)
+            )
+            held = {digest for (digest,) in rows}
+            gone = held - set(unread) - {digest for digest, _ in read}
             self.conn.executemany(
                 "DELETE FROM entry_digests WHERE source_id = ? AND digest = ?",
-                ((source_id, digest) for digest in held - digests),
+                ((source_id, digest) for digest in gone),
             )
             self.conn.executemany(
-                "INSERT INTO entry_digests (source_id, digest) VALUES (?, ?)",
-                ((source_id, digest) for digest in digests - held),
+                """INSERT OR REPLACE INTO entry_digests (source_id, digest, item_id,
+                       content_hash, guid_key, canonical_url, fingerprint, title_key)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                (_entry_row(source_id, digest, known) for digest, known in read),
             )
 
     def _log_fetch(self: Archive, log: FetchLogEntry) -> None:
@@ -200,4 +227,18 @@ def _source(row: tuple) -> SourceState:
         consecutive_errors=row[13],
         next_poll_not_before=from_text(row[14]),
         item_count=row[15],
+    )
+
+
+def _entry_row(source_id: str, digest: bytes, known: KnownEntry) -> tuple:
+    ident = known.identity
+    return (
+        source_id,
+        digest,
+        known.item_id,
+        known.content_hash,
+        ident.guid_key,
+        ident.canonical_url,
+        ident.fingerprint,
+        ident.title_key,
     )
