@@ -65,9 +65,14 @@ def test_items_stored_before_captures_existed_are_queued_for_capture(tmp_path, m
             conn.execute("UPDATE items SET link = ? WHERE id = ?", (link, item_id))
 
     with Archive(path) as archive:
-        due = archive.due_captures(datetime.now(UTC) + timedelta(seconds=1))
+        soon = datetime.now(UTC) + timedelta(seconds=2)
+        due = archive.due_captures(soon)
         assert [(job.item_id, job.url) for job in due] == [(1, "https://www.nato.int/news_1.htm")]
         assert archive.integrity_check() == "ok"
+        # Today's news goes before the backlog.
+        _store_item(path, 4, "Story 4")
+        archive.queue_captures([(4, "https://www.nato.int/news_4.htm")], soon)
+        assert [job.item_id for job in archive.due_captures(soon)] == [4, 1]
 
 
 def test_sqlite_utils_lists_the_tables_and_columns_and_searches_the_items(project):

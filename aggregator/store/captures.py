@@ -65,7 +65,9 @@ class CapturesMixin:
     def due_captures(
         self: Archive, now: datetime, limit: int | None = None, item_id: int | None = None
     ) -> list[CaptureJob]:
-        """Pending captures due at `now`, longest waiting first (or only `item_id`'s)."""
+        """Pending captures due at `now`, the newest queued first (or only `item_id`'s): a
+        fresh article is the one most likely still there, and a backlog (an archive that
+        predates captures queues every old item at once) must not hold today's news back."""
         sql = (
             "SELECT c.item_id, i.source_id, c.url, c.attempts, c.etag, c.last_modified "
             "FROM captures c JOIN items i ON i.id = c.item_id "
@@ -75,7 +77,7 @@ class CapturesMixin:
         if item_id is not None:
             sql += " AND c.item_id = ?"
             params.append(item_id)
-        sql += " ORDER BY c.next_attempt, c.item_id"
+        sql += " ORDER BY c.queued DESC, c.item_id DESC"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
