@@ -4,6 +4,7 @@ restored, pruned, and readable without this program."""
 from __future__ import annotations
 
 import ast
+import contextlib
 import gzip
 import hashlib
 import io
@@ -627,6 +628,30 @@ def test_a_fetch_under_way_keeps_a_restore_out_and_keeps_its_items(project, conf
 # --- captured pages (the WARC file) ----------------------------------------------------------
 
 
+_OPENING: list[list[tuple[str, str | None]]] = []  # filled by the audit hook while a test listens
+
+
+def _note_opening(event: str, args: tuple) -> None:
+    if event == "open" and _OPENING and isinstance(args[0], str | os.PathLike):
+        for opened in _OPENING:
+            opened.append((os.fspath(args[0]), args[1]))
+
+
+sys.addaudithook(_note_opening)  # a hook stays for the process: it records only while asked
+
+
+@contextlib.contextmanager
+def files_opened(folder: Path):
+    """(name, mode) of each file opened in `folder` meanwhile, as Python's audit hook sees it."""
+    opened: list[tuple[str, str | None]] = []
+    _OPENING.append(opened)
+    try:
+        yield opened
+    finally:
+        _OPENING.remove(opened)
+    opened[:] = [(Path(path).name, mode) for path, mode in opened if Path(path).parent == folder]
+
+
 def captured(warc: Path, count: int, first: int = 0) -> bytes:
     """`count` captures appended to a WARC file as capture writes them; the whole file."""
     for n in range(first, first + count):
@@ -671,6 +696,16 @@ def test_a_pages_file_with_no_whole_record_copies_as_empty(tmp_path):
     source.write_bytes(TORN)
     assert pages.copy_pages(source, copy) == {"size": 0, "sha256": hashlib.sha256().hexdigest()}
     assert copy.read_bytes() == b""
+
+
+def test_the_pages_are_read_once_and_their_copy_is_never_read_back(tmp_path):
+    source, copy = tmp_path / "pages.warc.gz", tmp_path / "copy.warc.gz"
+    captured(source, 3)
+    with source.open("ab") as file:
+        file.write(TORN)  # the copy is cut short, without reading it again
+    with files_opened(tmp_path) as opened:
+        pages.copy_pages(source, copy)
+    assert opened == [("pages.warc.gz", "r"), ("copy.warc.gz", "w")]  # as FileIO reports modes
 
 
 # --- the command line ------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import hashlib
 import mmap
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 from aggregator.snapshot.layout import Progress
 
@@ -31,17 +32,32 @@ def file_entry(path: Path, progress: Progress | None = None) -> dict:
     return {"size": size, "sha256": digest.hexdigest()}
 
 
+class HashingWriter:
+    """A file written through this is hashed and measured on the way: its manifest entry
+    needs no second read."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out, self.digest, self.size = out, hashlib.sha256(), 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.out.write(data)
+        self.digest.update(data)
+        self.size += len(data)
+
+    def entry(self) -> dict:
+        """Size and SHA-256 of what was written so far."""
+        return {"size": self.size, "sha256": self.digest.hexdigest()}
+
+
 def copy_file(source: Path, destination: Path) -> dict:
     """Copy and hash in one read; the copy is on disk when this returns."""
-    digest, size = hashlib.sha256(), 0
     with open(source, "rb") as src, open(destination, "wb") as dst:
+        out = HashingWriter(dst)
         while chunk := src.read(CHUNK):
-            digest.update(chunk)
-            dst.write(chunk)
-            size += len(chunk)
+            out.write(chunk)
         dst.flush()
         os.fsync(dst.fileno())
-    return {"size": size, "sha256": digest.hexdigest()}
+    return out.entry()
 
 
 def write_bytes(path: Path, data: bytes) -> None:

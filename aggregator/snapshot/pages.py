@@ -10,50 +10,74 @@ from __future__ import annotations
 
 import os
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
 
-from aggregator.snapshot.files import copy_file, file_entry
+from aggregator.snapshot.files import HashingWriter
 from aggregator.snapshot.layout import PAGES, SnapshotError
 
 CHUNK = 1 << 20
 
 
 def copy_pages(source: Path, target: Path) -> dict:
-    """Copy the WARC file's whole records; returns the copy's manifest entry."""
-    copy_file(source, target)
-    end = whole_members_end(target)
-    if end < target.stat().st_size:
-        with open(target, "r+b") as copy:
-            copy.truncate(end)
-            os.fsync(copy.fileno())
-    return file_entry(target)
+    """Copy the WARC file's whole records; returns the copy's manifest entry. One read of
+    `source`: the copy is hashed as it is written and cut at its last whole record without
+    being read back."""
+    with open(source, "rb") as src, open(target, "wb") as copy:
+        out = HashingWriter(copy)
+        kept = out.entry()
+        for chunk, whole in _reads(src):
+            if whole:
+                out.write(chunk[:whole])
+                kept = out.entry()
+            out.write(chunk[whole:])
+        if kept["size"] < out.size:
+            copy.truncate(kept["size"])  # a record still being appended: the next snapshot's
+        copy.flush()
+        os.fsync(copy.fileno())
+    return kept
 
 
 def whole_members_end(path: Path) -> int:
     """Where the last complete gzip member of `path` ends."""
     end = position = 0
-    inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
     with open(path, "rb") as file:
-        while chunk := file.read(CHUNK):
-            while chunk:
-                try:
-                    _inflate(inflater, chunk)
-                except zlib.error:
-                    return end
-                if not inflater.eof:
-                    position += len(chunk)
-                    break
-                rest = inflater.unused_data
-                position += len(chunk) - len(rest)
-                end, chunk = position, rest
-                inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        for chunk, whole in _reads(file):
+            if whole:
+                end = position + whole
+            position += len(chunk)
     return end
 
 
-def _inflate(inflater: zlib._Decompress, data: bytes) -> None:
+def _reads(file: BinaryIO) -> Iterator[tuple[memoryview, int]]:
+    """Each read of a gzip file, with how much of it is whole members: up to the end of the
+    last member that ends in it (0 when none does). The first byte that is not gzip is the
+    last read."""
+    inflater = _gunzip()
+    while data := file.read(CHUNK):
+        chunk, whole = memoryview(data), 0
+        while whole < len(chunk):
+            try:
+                _inflate(inflater, chunk[whole:])
+            except zlib.error:
+                yield chunk, whole
+                return
+            if not inflater.eof:
+                break
+            whole = len(chunk) - len(inflater.unused_data)
+            inflater = _gunzip()
+        yield chunk, whole
+
+
+def _gunzip() -> zlib._Decompress:
+    return zlib.decompressobj(zlib.MAX_WBITS | 16)
+
+
+def _inflate(inflater: zlib._Decompress, data: memoryview) -> None:
     """Inflate `data` into nothing, at most CHUNK bytes a call so a bomb stays small, until
     its member ends or it is used up (a full output may still hold more back). The end is
     told by `eof` alone: a member that ends in a call fed from `unconsumed_tail` leaves that
