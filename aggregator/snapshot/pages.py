@@ -20,7 +20,7 @@ from warcio.exceptions import ArchiveLoadFailed
 from aggregator.snapshot.files import HashingWriter
 from aggregator.snapshot.layout import PAGES, SnapshotError
 
-CHUNK = 1 << 20
+CHUNK = 1 << 16  # 64 KiB: see _reads
 
 
 def copy_pages(source: Path, target: Path) -> dict:
@@ -56,7 +56,8 @@ def whole_members_end(path: Path) -> int:
 def _reads(file: BinaryIO) -> Iterator[tuple[memoryview, int]]:
     """Each read of a gzip file, with how much of it is whole members: up to the end of the
     last member that ends in it (0 when none does). The first byte that is not gzip is the
-    last read."""
+    last read. Reads are small because at each member end zlib copies the rest of its
+    input into `unused_data`: a read costs its size times the members ending in it."""
     inflater = _gunzip()
     while data := file.read(CHUNK):
         chunk, whole = memoryview(data), 0
