@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -706,6 +707,42 @@ def test_the_pages_are_read_once_and_their_copy_is_never_read_back(tmp_path):
     with files_opened(tmp_path) as opened:
         pages.copy_pages(source, copy)
     assert opened == [("pages.warc.gz", "r"), ("copy.warc.gz", "w")]  # as FileIO reports modes
+
+
+def test_restore_puts_back_the_pages_and_keeps_the_current_ones_beside_them(config):
+    warc = config.capture.warc
+    snapshotted = captured(warc, 2)
+    made = snap.create(
+        config.archive.database, config.archive.snapshots, config.server.feeds_dir, pages=warc
+    )
+    later = captured(warc, 1, first=2)  # captures made after the snapshot
+    snap.restore(config, made.name)
+    assert warc.read_bytes() == snapshotted
+    (kept,) = warc.parent.glob(f"{warc.name}.replaced-*")
+    assert kept.read_bytes() == later
+    assert [p.name for p in warc.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_restore_puts_the_pages_where_none_were_yet(config, tmp_path):
+    snapshotted = captured(config.capture.warc, 2)
+    made = snap.create(
+        config.archive.database,
+        config.archive.snapshots,
+        config.server.feeds_dir,
+        pages=config.capture.warc,
+    )
+    warc = tmp_path / "elsewhere" / "pages.warc.gz"
+    snap.restore(replace(config, capture=replace(config.capture, warc=warc)), made.name)
+    assert warc.read_bytes() == snapshotted
+    assert [p.name for p in warc.parent.iterdir()] == [warc.name]
+
+
+def test_restoring_a_snapshot_without_pages_leaves_the_current_ones(config):
+    made = snap.create(config.archive.database, config.archive.snapshots, config.server.feeds_dir)
+    current = captured(config.capture.warc, 1)
+    snap.restore(config, made.name)
+    assert config.capture.warc.read_bytes() == current
+    assert not list(config.capture.warc.parent.glob("pages.warc.gz.replaced-*"))
 
 
 # --- the command line ------------------------------------------------------------------------

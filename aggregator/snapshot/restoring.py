@@ -1,10 +1,11 @@
-"""Restoring a snapshot: verify it, swap its database in for the archive's (keeping the
-replaced one beside it), and republish the feeds from it."""
+"""Restoring a snapshot: verify it, swap its database and its captured pages in for the
+archive's (keeping the replaced ones beside them), and republish the feeds from it."""
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -57,40 +58,34 @@ def restore(config: Config, name: str, progress: Progress = quiet) -> RestoreRep
     lock = ArchiveLock(database, "snapshot restore")
     with lock.acquire(wait=WRITER_WAIT), unpacked(path, snapshots) as folder:
         verify_folder(folder, progress)
-        replaced = _swap_in(folder / DATABASE, database)
-        _put_back_pages(folder / PAGES, Path(config.capture.warc))
+        replaced = _swap_in(folder / DATABASE, database, keep=_retire)
+        if (folder / PAGES).is_file():  # a snapshot made before any capture has no pages
+            _swap_in(folder / PAGES, Path(config.capture.warc), keep=_set_aside)
         note = _republish(database, config, folder / FEEDS)
     return RestoreReport(info(path), database, replaced, note)
 
 
-def _swap_in(source: Path, database: Path) -> Path | None:
-    incoming = database.with_name(f".{database.name}.restore-{os.getpid()}")
+def _swap_in(source: Path, target: Path, keep: Callable[[Path], Path]) -> Path | None:
+    """A copy of `source` in place of `target`, atomically; the current `target` first kept
+    by `keep`, whose path is returned. A copy cut short leaves `target` as it was."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    incoming = target.with_name(f".{target.name}.restore-{os.getpid()}")
     try:
         copy_file(source, incoming)
-        replaced = _retire(database) if database.exists() else None
-        os.replace(incoming, database)
-        fsync_dir(database.parent)
+        replaced = keep(target) if target.exists() else None
+        os.replace(incoming, target)
+        fsync_dir(target.parent)
     finally:
         incoming.unlink(missing_ok=True)
     return replaced
 
 
-def _put_back_pages(source: Path, warc: Path) -> None:
-    """The snapshot's captured pages in place of the WARC file, the current one kept beside
-    it as `<name>.replaced-<stamp>` (it may hold captures made after the snapshot). A
-    snapshot made before any capture has no pages: the current file stays."""
-    if not source.is_file():
-        return
-    warc.parent.mkdir(parents=True, exist_ok=True)
-    incoming = warc.with_name(f".{warc.name}.restore-{os.getpid()}")
-    try:
-        copy_file(source, incoming)
-        if warc.exists():
-            os.replace(warc, _free_name(warc.with_name(f"{warc.name}.replaced-{now():{STAMP}}")))
-        os.replace(incoming, warc)
-        fsync_dir(warc.parent)
-    finally:
-        incoming.unlink(missing_ok=True)
+def _set_aside(path: Path) -> Path:
+    """The current file moved to `<name>.replaced-<stamp>`: the WARC file may hold captures
+    made after the snapshot."""
+    replaced = _replaced_name(path)
+    os.replace(path, replaced)
+    return replaced
 
 
 def _retire(database: Path) -> Path:
@@ -100,7 +95,7 @@ def _retire(database: Path) -> Path:
     checkpointed and taken out of WAL mode; whatever sidecar files remain go with it.
     """
     _detach(database)
-    replaced = _free_name(database.with_name(f"{database.name}.replaced-{now():{STAMP}}"))
+    replaced = _replaced_name(database)
     try:
         os.link(database, replaced)
     except OSError:
@@ -110,6 +105,10 @@ def _retire(database: Path) -> Path:
         if sidecar.exists():
             os.replace(sidecar, f"{replaced}{suffix}")
     return replaced
+
+
+def _replaced_name(path: Path) -> Path:
+    return _free_name(path.with_name(f"{path.name}.replaced-{now():{STAMP}}"))
 
 
 def _detach(database: Path) -> None:
