@@ -5,7 +5,6 @@ written, all under a temporary name that is renamed when complete."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import tarfile
@@ -18,7 +17,13 @@ from typing import IO
 
 from aggregator.clock import now
 from aggregator.snapshot import manifest
-from aggregator.snapshot.files import copy_file, file_entry, fsync_dir, write_bytes
+from aggregator.snapshot.files import (
+    HashingWriter,
+    copy_file,
+    file_entry,
+    fsync_dir,
+    write_bytes,
+)
 from aggregator.snapshot.layout import (
     DATABASE,
     FEEDS,
@@ -155,19 +160,17 @@ def _checked_entry(copy: Path) -> dict:
 
 def _write_items(archive: Archive, path: Path, progress: Progress) -> _Export:
     """items.jsonl, hashed while it is written."""
-    digest, size, tally = hashlib.sha256(), 0, manifest.Tally()
+    tally = manifest.Tally()
     total = archive.count_items()
-    with open(path, "wb", buffering=0) as out:
+    with open(path, "wb", buffering=0) as file:
+        out = HashingWriter(file)
         for rows in archive.export_lines():
-            data = b"\n".join(row[0] for row in rows) + b"\n"
-            digest.update(data)
-            out.write(data)
-            size += len(data)
+            out.write(b"\n".join(row[0] for row in rows) + b"\n")
             for _line, origin, source_id, revisions in rows:
                 tally.add(origin, source_id, revisions)
             progress("export", tally.items, total)
-        os.fsync(out.fileno())
-    return _Export({"size": size, "sha256": digest.hexdigest()}, tally.counts())
+        os.fsync(file.fileno())
+    return _Export(out.entry(), tally.counts())
 
 
 def _copy_feeds(feeds: Path, target: Path) -> dict[str, dict]:
