@@ -229,7 +229,8 @@ def needs_every_entry(
     deciding every entry (the others left unread as known): a changed entry shares a guid
     or a link with an unread one (a repeat, a story listed apart, a link taken), or its
     title and day when no guid or link settles it, or its candidates hold the stored item
-    an unread entry went to. Then every entry is read: correctness first, speed after."""
+    an unread entry went to or an item under an unread entry's link. Then every entry is
+    read: correctness first, speed after."""
     guids = {known.identity.guid_key for known in unread} - {None}
     urls = {known.identity.canonical_url for known in unread} - {None}
     if any(i.guid_key in guids or i.canonical_url in urls for _, i in changed):
@@ -238,8 +239,10 @@ def needs_every_entry(
     unsettled = needs_title_lookup((i for _, i in changed), candidates)
     if any(ident.fingerprint in fingerprints for ident in unsettled):
         return True
+    # A stored item under an unread entry's link is "listed apart" from a title-and-day
+    # match only when that link is in view.
     items = {known.item_id for known in unread}
-    return any(candidate.id in items for candidate in candidates)
+    return any(c.id in items or c.canonical_url in urls for c in candidates)
 
 
 def _settled(ident: Identity, guids: set[str], holders: dict[str, str | None]) -> bool:

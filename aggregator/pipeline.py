@@ -130,7 +130,14 @@ def _needs_every_entry(
     archive: Archive, parsed: ParsedFeed, known: dict[bytes, KnownEntry], source_id: str
 ) -> bool:
     """Whether the entries left unread could change what the changed ones are: dedupe's
-    decision (read-only lookups, before the poll's transaction)."""
+    decision (read-only lookups, under the write lock, before the poll's transaction).
+    What was known when the parse began is checked again first: another source's poll
+    may have stored since (its item's content, or its link, is another's now)."""
+    now_known = archive.known_entries(source_id)
+    if any(now_known.get(digest) != known[digest] for digest in parsed.unread):
+        return True
+    if not parsed.entries:
+        return False
     identified = [(entry, dedupe.identify(entry, source_id)) for entry in parsed.entries]
     unread = [known[digest] for digest in parsed.unread]
     return dedupe.needs_every_entry(identified, unread, find_candidates(archive, identified))
@@ -603,7 +610,7 @@ class Pipeline:
         work = _fetch_and_parse(fetcher, source, reader, config.private_ok(source.id), load_known)
         result, parsed, ingested = await _unless(stopping, work)
         async with self.lock:
-            if parsed is not None and parsed.known and parsed.entries:
+            if parsed is not None and parsed.known:
                 every = await asyncio.to_thread(_needs_every_entry, self.archive, parsed, known,
                                                 source.id)  # fmt: skip
                 if every:  # deciding the changed entries alone could decide otherwise

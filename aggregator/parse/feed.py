@@ -174,13 +174,13 @@ def _read_changed(
     data: bytes, cut: prepare.Cut, spans: list[tuple[int, int]], url: str, known: Collection
 ) -> _Read | None:
     """The entries whose digest is not `known`, read in parts of PART_ENTRIES; None when
-    the document must be read whole. Entries carrying xml:base or namespace declarations
-    are all read: feedparser hands an entry's base on to the entries after it, so what
-    one entry gives depends on another's bytes."""
+    the document must be read whole. Entries carrying xml:base (or base) or namespace
+    declarations are all read: feedparser hands an entry's base on to the entries after
+    it, so what one entry gives depends on another's bytes."""
     context = f"{ENTRY_RULES} {__version__} feedparser {_feedparser().__version__} {url}"
     digests = prepare.entry_digests(data, cut, spans, context)
     entries_bytes = data[spans[0][0] : spans[-1][1]]
-    if b"xml:base" in entries_bytes or b"xmlns" in entries_bytes:
+    if b"base=" in entries_bytes or b"xmlns" in entries_bytes:  # feedparser reads base= too
         known = ()
     changed = [index for index, digest in enumerate(digests) if digest not in known]
     parts = [changed[at : at + PART_ENTRIES] for at in range(0, len(changed), PART_ENTRIES)]

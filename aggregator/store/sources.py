@@ -123,13 +123,18 @@ class SourcesMixin:
             self._log_fetch(log)
 
     def known_entries(self: Archive, source_id: str) -> dict[bytes, KnownEntry]:
-        """The entries of the source's last stored poll, by digest, whose item still holds
-        the content they gave it (another source or a seed import may have revised it)."""
+        """The entries of the source's last stored poll, by digest, that reading again
+        would find unchanged: their item still holds the content they gave it (another
+        source or a seed import may have revised it) and is still found by the entry's own
+        guid, or by its own link when it has none (not by title and day, where a seed
+        imported since or another item under that link could answer instead)."""
         rows = self.conn.execute(
             """SELECT d.digest, d.item_id, d.content_hash, d.guid_key, d.canonical_url,
                    d.fingerprint, d.title_key
                FROM entry_digests d JOIN items i ON i.id = d.item_id
-               WHERE d.source_id = ? AND i.content_hash = d.content_hash""",
+               WHERE d.source_id = ? AND i.content_hash = d.content_hash
+                   AND (i.guid_key = d.guid_key
+                        OR (d.guid_key IS NULL AND i.canonical_url = d.canonical_url))""",
             (source_id,),
         )
         return {

@@ -1,0 +1,391 @@
+"""Entries left unread across sources, seeds and captures: each case runs both ways in two
+fresh projects with two feed sources (tests/unread_world.py: real SQLite files, the loopback
+feed server, pipeline.poll_all), and the final archive states (every column of items that
+dedupe decides) must be the same. The first cases once ended differently: an entry found by
+title and day, a link another source took, a poll that stored while another parsed, a link
+that sets a stored item apart, a plain base attribute, an entry with neither guid nor link."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from aggregator import pipeline
+from aggregator.models import Article, CaptureJob, CaptureOutcome, CaptureState
+from tests.unread_world import N1, N2, N3, N4, NATO, OTHER, both, differs, doc
+
+SEED_11_JAN = (
+    "Allies meet partners\n\n  • 11 Jan. 2024 -\n\nThe seed's own long text of the story.\n"
+)
+
+
+def test_D1_moved_link_entry_then_a_seed_is_imported(tmp_path, feed_server, monkeypatch):
+    """An entry whose link moved is its item's by title and day (not by guid or link), so
+    reading it again consults unmerged seeds first (_seed_for before _by_title_and_day)."""
+    x = {"title": "Allies meet partners", "link": N1, "text": "First text."}
+    x_moved = {**x, "link": N3}
+
+    def scenario(w, tmp):
+        w.poll(NATO, doc([x], "d1"), doc([x_moved], "d2"))
+        w.seed(tmp, SEED_11_JAN)  # another day: stays an unmerged seed
+        w.poll(NATO, doc([x_moved], "d3"))
+
+    unread, whole = both(tmp_path, feed_server, monkeypatch, scenario)
+    assert unread == whole, differs(unread, whole)
+
+
+def test_D2_another_source_takes_the_link_an_unread_entry_lists(tmp_path, feed_server, monkeypatch):
+    """other's entry U is nato's item by title and day (its own link is held by nobody);
+    then nato lists a different story under U's link: read again, U is that item now."""
+    x = {"title": "Press conference", "link": N1, "text": "About X."}
+    u = {"title": "Press conference", "link": "https://example.org/pc", "text": "About X."}
+    y = {"title": "Something else", "link": "https://example.org/pc", "text": "About Y."}
+
+    def scenario(w, tmp):
+        w.poll(NATO, doc([x], "d1"))
+        w.poll(OTHER, doc([u], "o1"))
+        w.poll(NATO, doc([x, y], "d2"))
+        w.poll(OTHER, doc([u], "o2"))
+
+    unread, whole = both(tmp_path, feed_server, monkeypatch, scenario)
+    assert unread == whole, differs(unread, whole)
+
+
+def test_D3_a_poll_of_another_source_stores_between_known_and_store(
+    tmp_path, feed_server, monkeypatch
+):
+    """Pipeline._poll loads the known entries before parsing (outside the lock) and stores
+    after; another source's poll (poll_all runs them concurrently) may store in between
+    and revise the item an unread entry gave its content. Simulated deterministically:
+    nato's poll runs while other's document is being parsed."""
+    x = {"title": "Press conference", "link": N1, "text": "About X."}
+    x2 = {**x, "text": "About X, corrected."}
+    u = {"title": "Press conference", "link": "https://example.org/pc", "text": "About X."}
+
+    def scenario(w, tmp):
+        w.poll(NATO, doc([x], "d1"))
+        w.poll(OTHER, doc([u], "o1"))
+        w.server.route(f"{w.prefix}/nato.rss", body=doc([x2], "d2"))
+        real = pipeline.parse_document
+        ran = []
+
+        def parse_while_nato_polls(body, url, *args, **kwargs):
+            parsed = real(body, url, *args, **kwargs)
+            if "other.rss" in url and not ran:
+                ran.append(1)
+                (report,) = pipeline.poll_all(w.config, w.archive, NATO, force=True)
+                assert report.error is None
+            return parsed
+
+        with monkeypatch.context() as m:
+            m.setattr(pipeline, "parse_document", parse_while_nato_polls)
+            w.poll(OTHER, doc([u], "o2"))
+
+    unread, whole = both(tmp_path, feed_server, monkeypatch, scenario)
+    assert unread == whole, differs(unread, whole)
+
+
+def test_D4_an_unread_entry_lists_a_link_that_sets_an_item_apart(
+    tmp_path, feed_server, monkeypatch
+):
+    """links_here (_listed_apart) holds the unread entries' links too. U (guid gU) shares
+    link N1 with A (guid gA): told apart, U's item holds no link. A leaves the document; a
+    new entry E without guid has A's title and day under another link: read with U, A is
+    listed apart (N1 is in the document) and E is new; read alone, E revises A."""
+    a = {"title": "Story A", "link": N1, "guid": "gA", "text": "A."}
+    u = {"title": "Story U", "link": N1, "guid": "gU", "text": "U."}
+    e = {"title": "Story A", "link": N3, "text": "Not A at all."}
+
+    def scenario(w, tmp):
+        w.poll(NATO, doc([a, u], "d1"))
+        w.poll(NATO, doc([u, e], "d2"))
+
+    unread, whole = both(tmp_path, feed_server, monkeypatch, scenario)
+    assert unread == whole, differs(unread, whole)
+
+
+def test_D4b_the_same_across_sources_with_guids_everywhere(tmp_path, feed_server, monkeypatch):
+    """As D4, every entry with a guid: U's link moved to N2 (its item keeps N1), other
+    stores W under N2; nato's new E (own guid, other link) has W's title and day."""
+    u = {"title": "Story U", "link": N1, "guid": "gU", "text": "U."}
+    u_moved = {**u, "link": N2}
+    w_ = {"title": "Story W", "link": N2, "guid": "gW", "text": "W."}
+    e = {"title": "Story W", "link": N4, "guid": "gE", "text": "Not W at all."}
+
+    def scenario(w, tmp):
+        w.poll(NATO, doc([u], "d1"), doc([u_moved], "d2"))
+        w.poll(OTHER, doc([w_], "o1"))
+        w.poll(NATO, doc([u_moved, e], "d3"))
+
+    unread, whole = both(tmp_path, feed_server, monkeypatch, scenario)
+    assert unread == whole, differs(unread, whole)
+
+
+def test_D5_a_plain_base_attribute_is_carried_to_the_next_entry(tmp_path, feed_server, monkeypatch):
+    """feedparser takes `base` as well as `xml:base` (mixin.unknown_starttag); the check
+    looks for b"xml:base" and b"xmlns" only."""
+
+    def feed(b_text: str) -> bytes:
+        return (
+            '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>T</title>'
+            "<link>https://www.nato.int/</link><lastBuildDate>x</lastBuildDate>"
+            '<item base="https://www.nato.int/cps/en/"><title>A</title><link>a.htm</link>'
+            "<guid>a</guid><description>A.</description>"
+            "<pubDate>10 Jan. 2024 12:00:00 GMT</pubDate></item>"
+            "<item><title>B</title><link>b.htm</link><guid>b</guid>"
+            f"<description>{b_text}</description>"
+            "<pubDate>10 Jan. 2024 12:00:00 GMT</pubDate></item></channel></rss>"
+        ).encode()
+
+    def scenario(w, tmp):
+        w.poll(NATO, feed("B."), feed("B, corrected."))
+
+    unread, whole = both(tmp_path, feed_server, monkeypatch, scenario)
+    assert unread == whole, differs(unread, whole)
+
+
+SEED_10_JAN = (
+    "Allies meet partners\n\n  • 10 Jan. 2024 -\n\nThe seed's own long text of the story.\n"
+)
+
+
+def content_doc(items: list[dict], built: str) -> bytes:
+    body = "".join(
+        f"<item><title>{i['title']}</title>"
+        + (f"<link>{i['link']}</link>" if i.get("link") else "")
+        + f"<description>{i['text']}</description>"
+        + f"<content:encoded>{i['content']}</content:encoded>"
+        "<pubDate>10 Jan. 2024 12:00:00 GMT</pubDate></item>"
+        for i in items
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0" '
+        'xmlns:content="http://purl.org/rss/1.0/modules/content/"><channel><title>T</title>'
+        f"<link>https://www.nato.int/</link><lastBuildDate>{built}</lastBuildDate>"
+        f"{body}</channel></rss>"
+    ).encode()
+
+
+def test_D6_a_bare_entry_on_a_merged_seed_after_the_seed_is_imported_again(
+    tmp_path, feed_server, monkeypatch
+):
+    """A feed entry with neither link nor guid that is a merged seed's story decides
+    SEED_TEXT/UNCHANGED on the seed's text, which is not in the content hash: re-importing
+    the seed changes that text, and the known entry still matches the item's hash (when
+    the bare entry's hash equals the live entry's that merged the seed)."""
+    x = {"title": "Allies meet partners", "link": N1, "text": "Short.", "content": "Feed text."}
+    bare = {**x, "link": None}
+
+    def scenario(w, tmp):
+        w.seed(tmp, SEED_10_JAN)
+        w.poll(NATO, content_doc([x], "d1"))  # merges the seed
+        w.poll(OTHER, content_doc([bare], "o1"))  # SEED_TEXT: the seed's text is the feed's
+        w.seed(tmp, SEED_10_JAN)  # SEED_TEXT: the seed's text again
+        w.poll(OTHER, content_doc([bare], "o2"))
+
+    unread, whole = both(tmp_path, feed_server, monkeypatch, scenario)
+    assert unread == whole, differs(unread, whole)
+
+
+def test_D3_then_the_next_poll_of_the_source_settles_it(tmp_path, feed_server, monkeypatch):
+    """D3 followed by one more poll of `other`: the known row no longer matches the
+    item's hash, so the entry is read and both modes meet again (the race costs one poll)."""
+    x = {"title": "Press conference", "link": N1, "text": "About X."}
+    x2 = {**x, "text": "About X, corrected."}
+    u = {"title": "Press conference", "link": "https://example.org/pc", "text": "About X."}
+
+    def scenario(w, tmp):
+        w.poll(NATO, doc([x], "d1"))
+        w.poll(OTHER, doc([u], "o1"))
+        w.server.route(f"{w.prefix}/nato.rss", body=doc([x2], "d2"))
+        real = pipeline.parse_document
+        ran = []
+
+        def parse_while_nato_polls(body, url, *args, **kwargs):
+            parsed = real(body, url, *args, **kwargs)
+            if "other.rss" in url and not ran:
+                ran.append(1)
+                pipeline.poll_all(w.config, w.archive, NATO, force=True)
+            return parsed
+
+        with monkeypatch.context() as m:
+            m.setattr(pipeline, "parse_document", parse_while_nato_polls)
+            w.poll(OTHER, doc([u], "o2"))
+        w.poll(OTHER, doc([u], "o3"))
+
+    unread, whole = both(tmp_path, feed_server, monkeypatch, scenario)
+    assert unread == whole, differs(unread, whole)
+
+
+def check(tmp_path, feed_server, monkeypatch, scenario):
+    unread, whole = both(tmp_path, feed_server, monkeypatch, scenario)
+    assert unread == whole, differs(unread, whole)
+
+
+def test_E1_capture_revision_keeps_content_hash(tmp_path, feed_server, monkeypatch):
+    x = {"title": "Story 1", "link": N1, "text": "Text."}
+    y = {"title": "Story 2", "link": N2, "text": "Other."}
+
+    def scenario(w, tmp):
+        w.poll(NATO, doc([x, y], "d1"))
+        t = datetime(2024, 1, 11, tzinfo=UTC)
+        job = CaptureJob(item_id=1, source_id=NATO, url=N1, attempts=0)
+        article = Article(html="<p>The whole article.</p>", text="The whole article.")
+        w.archive.record_capture(
+            job, CaptureOutcome(CaptureState.CAPTURED, t, 0, status=200, article=article)
+        )
+        w.poll(NATO, doc([x, {**y, "text": "Other, edited."}], "d2"))
+
+    check(tmp_path, feed_server, monkeypatch, scenario)
+
+
+def test_E2_entry_that_converts_to_nothing_and_one_that_fails(tmp_path, feed_server, monkeypatch):
+    from aggregator.parse import feed
+
+    x = {"title": "Story 1", "link": N1, "text": "Text."}
+    boom = {"title": "Boom", "link": N2, "text": "Raises."}
+    empty = b"<item><category>nothing to show</category></item>"
+    real = feed._entry
+
+    def entry(raw, base):
+        if raw.get("title") == "Boom":
+            raise ValueError("one odd entry")
+        return real(raw, base)
+
+    def scenario(w, tmp):
+        with monkeypatch.context() as m:
+            m.setattr(feed, "_entry", entry)
+            one = doc([x, boom], "d1").replace(b"</channel>", empty + b"</channel>")
+            two = doc([x, boom, {**x, "link": N3}], "d2").replace(
+                b"</channel>", empty + b"</channel>"
+            )
+            w.poll(NATO, one, two)
+        w.poll(NATO, doc([x, boom], "d3"))  # boom converts now
+
+    check(tmp_path, feed_server, monkeypatch, scenario)
+
+
+def test_E3_max_entries_cut_moves_entries_out(tmp_path, feed_server, monkeypatch):
+    a = {"title": "A", "link": N1, "text": "A."}
+    b = {"title": "B", "link": N2, "text": "B."}
+    c = {"title": "C", "link": N3, "text": "C."}
+    d = {"title": "A", "link": N4, "text": "A under another link."}
+
+    def scenario(w, tmp):
+        from dataclasses import replace
+
+        w.config = replace(w.config, fetch=replace(w.config.fetch, max_entries=2))
+        w.poll(NATO, doc([a, b, c], "d1"), doc([c, a, b], "d2"), doc([d, a, b], "d3"))
+
+    check(tmp_path, feed_server, monkeypatch, scenario)
+
+
+def test_E4_changed_entry_moves_before_one_of_the_same_title_and_day(
+    tmp_path, feed_server, monkeypatch
+):
+    x = {"title": "Press conference", "link": N1, "text": "About X."}
+    y = {"title": "Press conference", "link": N2, "text": "About Y."}
+
+    def scenario(w, tmp):
+        w.poll(NATO, doc([x, y], "d1"), doc([{**y, "text": "About Y, v2."}, x], "d2"))
+        w.poll(NATO, doc([{**y, "link": N3}, x], "d3"))
+
+    check(tmp_path, feed_server, monkeypatch, scenario)
+
+
+def test_E5_two_sources_one_item_in_turn(tmp_path, feed_server, monkeypatch):
+    x = {"title": "Press conference", "link": N1, "text": "About X."}
+    u = {"title": "Press conference", "link": "https://example.org/pc", "text": "Other's."}
+
+    def scenario(w, tmp):
+        w.poll(NATO, doc([x], "d1"))
+        w.poll(OTHER, doc([u], "o1"))
+        w.poll(NATO, doc([x], "d2"))
+        w.poll(OTHER, doc([u, {"title": "Q", "link": N4, "text": "q"}], "o2"))
+
+    check(tmp_path, feed_server, monkeypatch, scenario)
+
+
+def test_E6_same_guid_in_two_sources_and_a_guid_that_is_another_items_id(
+    tmp_path, feed_server, monkeypatch
+):
+    x = {"title": "Story 1", "link": N1, "guid": "g1", "text": "X."}
+    u = {"title": "Story U", "link": N2, "guid": "g1", "text": "U."}
+    v = {"title": "Story V", "link": N3, "guid": N1, "text": "V."}  # guid = item 1's id
+
+    def scenario(w, tmp):
+        w.poll(NATO, doc([x], "d1"))
+        w.poll(OTHER, doc([u, v], "o1"), doc([u, {**v, "text": "V2."}], "o2"))
+        w.poll(NATO, doc([x, {"title": "Z", "link": N4, "text": "z"}], "d2"))
+
+    check(tmp_path, feed_server, monkeypatch, scenario)
+
+
+def test_E7_store_failing_mid_transaction_rolls_back_known_entries(
+    tmp_path, feed_server, monkeypatch
+):
+    x = {"title": "Story 1", "link": N1, "text": "Text."}
+    y = {"title": "Story 2", "link": N2, "text": "Other."}
+    from aggregator.store import Archive
+
+    def scenario(w, tmp):
+        w.poll(NATO, doc([x, y], "d1"))
+        real = Archive.mark_publish_owed
+
+        def fail(self, *a, **k):
+            raise RuntimeError("disk full")
+
+        with monkeypatch.context() as m:
+            m.setattr(Archive, "mark_publish_owed", fail)
+            (report,) = w.poll(NATO, doc([{**x, "text": "T2."}, y], "d2"), check=False)
+            assert report.error
+        assert real
+        w.poll(NATO, doc([{**x, "text": "T2."}, y], "d3"))
+
+    check(tmp_path, feed_server, monkeypatch, scenario)
+
+
+def test_E8_undated_entries_and_bare_fingerprints(tmp_path, feed_server, monkeypatch):
+    a = {"title": "Weekly update", "link": N1, "text": "A.", "date": ""}
+    b = {"title": "Weekly update", "text": "Bare.", "date": ""}
+    c = {"title": "Weekly update", "text": "Bare dated."}
+    d = {"title": "Weekly update", "link": N2, "text": "D."}
+
+    def scenario(w, tmp):
+        w.poll(NATO, doc([a, b, c], "d1"), doc([a, {**b, "text": "Bare v2."}, c, d], "d2"))
+        w.poll(OTHER, doc([c, d], "o1"), doc([{**c, "text": "c2"}, d], "o2"))
+
+    check(tmp_path, feed_server, monkeypatch, scenario)
+
+
+def test_E9_seed_merge_by_a_changed_entry_beside_unread_ones(tmp_path, feed_server, monkeypatch):
+    x = {"title": "Story 1", "link": N1, "text": "X."}
+    s = {"title": "Allies meet partners", "link": N2, "text": "First text."}
+    seed = "Allies meet partners\n\n  • 10 Jan. 2024 -\n\nThe seed's own long text.\n"
+
+    def scenario(w, tmp):
+        w.poll(NATO, doc([x], "d1"))
+        w.seed(tmp, seed)
+        w.poll(NATO, doc([x, s], "d2"), doc([x, {**s, "text": "Edited."}], "d3"))
+
+    check(tmp_path, feed_server, monkeypatch, scenario)
+
+
+@pytest.mark.parametrize("status", [301, 308])
+def test_E10_permanent_redirect(tmp_path, feed_server, monkeypatch, status):
+    from tests.feedserver import Route
+
+    x = {"title": "Story 1", "link": N1, "text": "Text."}
+    y = {"title": "Story 2", "link": N2, "text": "Other."}
+
+    def scenario(w, tmp):
+        w.poll(NATO, doc([x, y], "d1"))
+        new = f"{w.prefix}/moved.rss"
+        w.server.route(new, Route(body=doc([x, {**y, "text": "O2"}], "d2")))
+        w.server.route(f"{w.prefix}/nato.rss", Route(status=status, location=w.server.url(new)))
+        pipeline.poll_all(w.config, w.archive, NATO, force=True)
+        w.server.route(new, Route(body=doc([x, {**y, "text": "O3"}], "d3")))
+        pipeline.poll_all(w.config, w.archive, NATO, force=True)
+
+    check(tmp_path, feed_server, monkeypatch, scenario)
