@@ -15,13 +15,13 @@ import re
 import shutil
 import tarfile
 import tempfile
-import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from aggregator.errors import AggregatorError
+from aggregator.slugs import slugify
 
 DATABASE, ITEMS, FEEDS = "aggregator.db", "items.jsonl", "feeds"
 PAGES = "pages.warc.gz"  # the captured pages, when there are any
@@ -29,6 +29,7 @@ MANIFEST, SUMS = "manifest.json", "SHA256SUMS"
 TAR_SUFFIX = ".tar.gz"
 TEMP_PREFIX = ".tmp-"
 STAMP = "%Y%m%dT%H%M%SZ"
+LABEL_ROOM = 40  # characters of a label kept in a snapshot name
 
 _NAME = re.compile(r"^(\d{8}T\d{6}Z)(?:-[a-z0-9-]+)?$")
 
@@ -58,14 +59,9 @@ class SnapshotInfo:
 
 
 def snapshot_name(created: datetime, label: str | None = None) -> str:
-    slug = _slug(label or "")
+    slug = slugify(label or "", LABEL_ROOM)
     stamp = created.astimezone(UTC).strftime(STAMP)
     return f"{stamp}-{slug}" if slug else stamp
-
-
-def _slug(label: str) -> str:
-    ascii_text = unicodedata.normalize("NFKD", label).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:40].strip("-")
 
 
 def base_name(path: Path) -> str:
