@@ -389,3 +389,110 @@ def test_E10_permanent_redirect(tmp_path, feed_server, monkeypatch, status):
         pipeline.poll_all(w.config, w.archive, NATO, force=True)
 
     check(tmp_path, feed_server, monkeypatch, scenario)
+
+
+# --- feedparser state an entry reads with (a third review) ---------------------------------
+
+ITUNES = b' xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd"'
+
+
+def podcast(items: list[dict], built: str, head: str) -> bytes:
+    return doc(items, built, head).replace(b'<rss version="2.0"', b'<rss version="2.0"' + ITUNES)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        # channel-level summary, then description: feedparser's hasContent is set in the head
+        # and only reset at the end of the first item of the (part of the) document
+        "<itunes:summary>Show notes.</itunes:summary><description>The show.</description>",
+        "<description>The show.</description><itunes:summary>Show notes.</itunes:summary>",
+    ],
+)
+def test_R1_a_podcast_head_sets_state_for_the_first_entry_read(
+    tmp_path, feed_server, monkeypatch, head
+):
+    a = {
+        "title": "Episode 1",
+        "link": N1,
+        "text": "Desc 1.",
+        "extra": "<itunes:summary>Sum 1.</itunes:summary>",
+    }
+    b = {
+        "title": "Episode 2",
+        "link": N2,
+        "text": "Desc 2.",
+        "extra": "<itunes:summary>Sum 2.</itunes:summary>",
+    }
+
+    def scenario(w, tmp):
+        w.poll(
+            NATO,
+            podcast([a, b], "d1", head),
+            podcast([a, {**b, "text": "Desc 2, v2."}], "d2", head),
+        )
+
+    unread, whole = both(tmp_path, feed_server, monkeypatch, scenario)
+    assert unread == whole, differs(unread, whole)
+
+
+@pytest.mark.parametrize(
+    "attr",
+    [
+        'xml:base ="https://other.example/x/"',
+        'BASE="https://other.example/x/"',
+        "xml:base\n='https://other.example/x/'",
+    ],
+)
+def test_R2_a_base_attribute_spelled_otherwise(tmp_path, feed_server, monkeypatch, attr):
+    """The check looks for b"base="; XML allows spaces around '=', feedparser lowercases
+    attribute names."""
+
+    def feed(b_text: str) -> bytes:
+        return (
+            '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>T</title>'
+            "<link>https://www.nato.int/</link><lastBuildDate>x</lastBuildDate>"
+            f"<item {attr}><title>A</title><link>a.htm</link>"
+            "<guid>a</guid><description>A.</description>"
+            "<pubDate>10 Jan. 2024 12:00:00 GMT</pubDate></item>"
+            "<item><title>B</title><link>b.htm</link><guid>b</guid>"
+            f"<description>{b_text}</description>"
+            "<pubDate>10 Jan. 2024 12:00:00 GMT</pubDate></item></channel></rss>"
+        ).encode()
+
+    def scenario(w, tmp):
+        w.poll(NATO, feed("B."), feed("B, corrected."))
+
+    unread, whole = both(tmp_path, feed_server, monkeypatch, scenario)
+    assert unread == whole, differs(unread, whole)
+
+
+def test_R3_channel_elements_between_items_set_state_for_the_next(
+    tmp_path, feed_server, monkeypatch
+):
+    """Channel-level elements between two items belong to the first item's span, but set
+    feedparser's hasContent for the second."""
+    a = {
+        "title": "Episode 1",
+        "link": N1,
+        "text": "Desc 1.",
+        "extra": "<itunes:summary>Sum 1.</itunes:summary>",
+    }
+    b = {
+        "title": "Episode 2",
+        "link": N2,
+        "text": "Desc 2.",
+        "extra": "<itunes:summary>Sum 2.</itunes:summary>",
+    }
+    mid = b"<itunes:summary>Show.</itunes:summary><description>Show.</description>"
+
+    def feed(items, built):
+        body = podcast(items, built, "")
+        first_end = body.index(b"</item>") + len(b"</item>")
+        return body[:first_end] + mid + body[first_end:]
+
+    def scenario(w, tmp):
+        w.poll(NATO, feed([a, b], "d1"), feed([a, {**b, "text": "Desc 2, v2."}], "d2"))
+
+    unread, whole = both(tmp_path, feed_server, monkeypatch, scenario)
+    assert unread == whole, differs(unread, whole)

@@ -28,8 +28,10 @@ What we do around feedparser, and why:
   every such poll cost a whole parse. A new ENTRY_RULES (or version) reads everything again.
 - A part feedparser finds anything wrong with, one that yields another number of entries
   than it was given, or parts that disagree on the feed's title or link, and the document is
-  read whole instead, as it always was (and no digests are kept): the parts only ever give
-  what the whole gives.
+  read whole instead, as it always was (and no digests are kept); so is one whose entries
+  would read otherwise apart (`prepare.entries_stand_alone`: an xml:base feedparser hands on,
+  channel elements between entries, a podcast's two summaries in the head): the parts only
+  ever give what the whole gives.
 """
 
 from __future__ import annotations
@@ -174,14 +176,12 @@ def _read_changed(
     data: bytes, cut: prepare.Cut, spans: list[tuple[int, int]], url: str, known: Collection
 ) -> _Read | None:
     """The entries whose digest is not `known`, read in parts of PART_ENTRIES; None when
-    the document must be read whole. Entries carrying xml:base (or base) or namespace
-    declarations are all read: feedparser hands an entry's base on to the entries after
-    it, so what one entry gives depends on another's bytes."""
+    the document must be read whole: when an entry would read otherwise without the others
+    (`prepare.entries_stand_alone`), or a part is not clean."""
+    if not prepare.entries_stand_alone(data, cut, spans):
+        return None
     context = f"{ENTRY_RULES} {__version__} feedparser {_feedparser().__version__} {url}"
     digests = prepare.entry_digests(data, cut, spans, context)
-    entries_bytes = data[spans[0][0] : spans[-1][1]]
-    if b"base=" in entries_bytes or b"xmlns" in entries_bytes:  # feedparser reads base= too
-        known = ()
     changed = [index for index, digest in enumerate(digests) if digest not in known]
     parts = [changed[at : at + PART_ENTRIES] for at in range(0, len(changed), PART_ENTRIES)]
     read = _Read(None, [], [], digests=[])

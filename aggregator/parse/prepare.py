@@ -57,6 +57,11 @@ _REFERENCE = re.compile(
 _CONTROLS = bytes(c for c in range(32) if c not in (9, 10, 13))
 _CONTROL = re.compile(b"[%s]" % re.escape(_CONTROLS))
 _NON_CHARACTERS = (b"\xef\xbf\xbe", b"\xef\xbf\xbf")
+_SUMMARY_LIKE = re.compile(
+    rb"(?i)<(?:[a-z_][\w.-]*:)?(?:description|summary|content|subtitle|tagline|info|abstract)\b"
+)
+_BASE = re.compile(rb"(?i)\bbase\s*=")  # xml:base, or feedparser's own reading of base=
+_ENDS_AN_ENTRY = re.compile(rb"(?i)</(?:[a-z_][\w.-]*:)?(?:item|entry)\s*>\s*\Z")
 _TAG = re.compile(rb"<(?:[^<>\"']|\"[^\"]*\"|'[^']*')*>")  # a tag, `>` in quoted values too
 DIGEST_SIZE = 16  # bytes: a collision among a source's entries is never expected
 
@@ -121,6 +126,20 @@ def entry_spans(data: bytes, cut: Cut) -> list[tuple[int, int]] | None:
     if data is not cut.data or not starts or not starts[-1] < cut.entries_end:
         return None
     return list(itertools.pairwise([*starts, cut.entries_end]))
+
+
+def entries_stand_alone(data: bytes, cut: Cut, spans: list[tuple[int, int]]) -> bool:
+    """Whether feedparser reads each entry in `spans` the same in any document made of the
+    head, some of the entries and the trailer as in the whole: nothing but whitespace lies
+    between the entries (channel elements there set feedparser's state for the next
+    entry), the head holds at most one summary-like element (a second one, as podcasts'
+    itunes:summary beside description, leaves state the first entry read inherits), and
+    no entry carries a base (feedparser hands an xml:base on to the entries after it)."""
+    if len(_SUMMARY_LIKE.findall(data, 0, cut.entry_starts[0])) > 1:
+        return False
+    if _BASE.search(data, spans[0][0], spans[-1][1]):
+        return False
+    return all(_ENDS_AN_ENTRY.search(data[max(start, end - 256) : end]) for start, end in spans)
 
 
 def with_entries(data: bytes, cut: Cut, spans: list[tuple[int, int]]) -> bytes:
