@@ -515,7 +515,11 @@ class Pipeline:
             if progress:
                 progress("capture", len(reports), len(jobs))
 
-        await asyncio.gather(*(one(job) for job in jobs))
+        async def one_host(host_jobs: list[CaptureJob]) -> None:
+            for job in host_jobs:  # in turn: a host's backlog holds one slot, not all
+                await one(job)
+
+        await asyncio.gather(*(one_host(host_jobs) for host_jobs in _by_host(jobs)))
         if stored:
             await self.run_locked(_publish_captures, config, stored, topics)
         return reports
@@ -969,7 +973,7 @@ def describe(exc: BaseException) -> str:
 #              -> store revision + classify -> publish what it touched (once per run)
 
 
-CAPTURE_CONCURRENCY = 8  # captures in flight; each host still gets one request per interval
+CAPTURE_CONCURRENCY = 8  # hosts captured at once; each host's pages go one after another
 
 
 class _LinkRefused(Exception):
@@ -1083,6 +1087,14 @@ def capture_queue(
             )  # fmt: skip
 
     return asyncio.run(run())
+
+
+def _by_host(jobs: Sequence[CaptureJob]) -> list[list[CaptureJob]]:
+    """The jobs of each host, in their order, hosts in the order they first appear."""
+    hosts: dict[str, list[CaptureJob]] = {}
+    for job in jobs:
+        hosts.setdefault((urlsplit(job.url).hostname or "").lower(), []).append(job)
+    return list(hosts.values())
 
 
 def _store_capture(

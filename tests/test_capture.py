@@ -335,3 +335,22 @@ def test_a_record_half_written_while_a_snapshot_copies_is_left_out(tmp_path):
     copy_pages(source, tmp_path / "copy.warc.gz")
     assert (tmp_path / "copy.warc.gz").stat().st_size == whole
     assert check_pages(tmp_path / "copy.warc.gz") == 5  # warcinfo, then request + response x2
+
+
+def test_a_host_with_a_backlog_holds_one_capture_slot_not_all(tmp_path, feed_server, monkeypatch):
+    monkeypatch.setattr(pipeline, "CAPTURE_CONCURRENCY", 2)
+    backlog = {f"/news/a{n}.htm": ("news_208562.htm", f"Story {n}") for n in range(6)}
+    serve_site(feed_server, backlog)
+    article = (ARTICLES / "news_144098.htm").read_bytes()
+    feed_server.route("/news/b.htm", body=article, content_type="text/html; charset=utf-8")
+    other = f"http://localhost:{feed_server.port}/news/b.htm"  # another host name
+    first = f"<item><title>Other</title><link>{other}</link><guid>b</guid></item><item>"
+    feed_server.route(
+        "/feed.rss", body=feed(feed_server, backlog).replace(b"<item>", first.encode(), 1)
+    )
+    fetch_and_capture(write_config(tmp_path, feed_server))
+    pages = {r.path: r.time for r in feed_server.requests() if r.path.startswith("/news/")}
+    assert len(pages) == 7
+    started = min(pages.values())
+    # Queued first, so captured last in the queue's order: yet not behind the backlog.
+    assert pages["/news/b.htm"] - started < 2 * INTERVAL, pages
