@@ -119,6 +119,7 @@ PODCAST_ITEMS = "".join(
     for n in range(5)
 )
 ITUNES = ' xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd"'
+UNKNOWN_NS = "http://example.com/unknown-ns"
 READ_WHOLE = {
     "xml:base on the entries": IN_PARTS["atom"],
     "a podcast head (itunes:summary, then description)": rss(PODCAST_ITEMS, head="")
@@ -126,6 +127,18 @@ READ_WHOLE = {
     .replace(
         b"<title>T</title>",
         b"<title>T</title><itunes:summary>S</itunes:summary><description>D</description>",
+    ),
+    "a namespace declared in one entry, used in a later one": rss(
+        f'<item><title>S0</title><link>/0.htm</link><dc:marker xmlns:dc="{UNKNOWN_NS}"/></item>'
+        + "".join(f"<item><title>S{n}</title><link>/{n}.htm</link></item>" for n in range(1, 4))
+        + f'<item><title>S4</title><link>/4.htm</link><w:creator xmlns:w="{UNKNOWN_NS}">'
+        "Alice</w:creator></item>"
+    ),
+    "content in the head": rss(PODCAST_ITEMS)
+    .replace(b"<title>T</title>", b"<title>T</title><content:encoded>C</content:encoded>")
+    .replace(
+        b'<rss version="2.0">',
+        b'<rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/">',
     ),
     "channel elements between the items": rss(
         PODCAST_ITEMS.replace("</item><item>", "</item><description>D</description><item>", 1)

@@ -190,6 +190,8 @@ def _read_changed(
         if _bozo_message(result) is not None or len(result.entries) != len(part):
             return None
         if read.result is None:
+            if not result.get("version"):  # an entry may be what tells the format
+                return None
             read.result = result
         elif _feed_fields(result) != _feed_fields(read.result):
             return None

@@ -60,7 +60,10 @@ _NON_CHARACTERS = (b"\xef\xbf\xbe", b"\xef\xbf\xbf")
 _SUMMARY_LIKE = re.compile(
     rb"(?i)<(?:[a-z_][\w.-]*:)?(?:description|summary|content|subtitle|tagline|info|abstract)\b"
 )
-_BASE = re.compile(rb"(?i)\bbase\s*=")  # xml:base, or feedparser's own reading of base=
+_STATEFUL_HEAD = re.compile(
+    rb"(?i)<!DOCTYPE|<!ATTLIST|<(?:[a-z_][\w.-]*:)?(?:content|encoded|fullitem|body)\b"
+)
+_CARRIED = re.compile(rb"(?i)\bbase\s*=|\bxmlns\b")  # xml:base (or base=), namespaces
 _ENDS_AN_ENTRY = re.compile(rb"(?i)</(?:[a-z_][\w.-]*:)?(?:item|entry)\s*>\s*\Z")
 _TAG = re.compile(rb"<(?:[^<>\"']|\"[^\"]*\"|'[^']*')*>")  # a tag, `>` in quoted values too
 DIGEST_SIZE = 16  # bytes: a collision among a source's entries is never expected
@@ -130,14 +133,19 @@ def entry_spans(data: bytes, cut: Cut) -> list[tuple[int, int]] | None:
 
 def entries_stand_alone(data: bytes, cut: Cut, spans: list[tuple[int, int]]) -> bool:
     """Whether feedparser reads each entry in `spans` the same in any document made of the
-    head, some of the entries and the trailer as in the whole: nothing but whitespace lies
-    between the entries (channel elements there set feedparser's state for the next
-    entry), the head holds at most one summary-like element (a second one, as podcasts'
-    itunes:summary beside description, leaves state the first entry read inherits), and
-    no entry carries a base (feedparser hands an xml:base on to the entries after it)."""
-    if len(_SUMMARY_LIKE.findall(data, 0, cut.entry_starts[0])) > 1:
+    head, some of the entries and the trailer as in the whole. feedparser keeps state from
+    one element to the next that XML scopes but it does not, so only plain documents pass:
+    nothing but whitespace between the entries (channel elements there set state for the
+    next entry); a head with no DTD (a default xml:base), no content element and at most
+    one summary-like one (both leave state the first entry read inherits); and entries
+    with no base (handed on to the entries after) and no namespace declaration (a prefix
+    or URI once seen is kept for the rest of the document)."""
+    head_end = cut.entry_starts[0]
+    if _STATEFUL_HEAD.search(data, 0, head_end):
         return False
-    if _BASE.search(data, spans[0][0], spans[-1][1]):
+    if len(_SUMMARY_LIKE.findall(data, 0, head_end)) > 1:
+        return False
+    if _CARRIED.search(data, spans[0][0], spans[-1][1]):
         return False
     return all(_ENDS_AN_ENTRY.search(data[max(start, end - 256) : end]) for start, end in spans)
 
@@ -226,7 +234,8 @@ def xml_characters(data: bytes) -> bytes:
             data = data.replace(sequence, b"")
     if b"&#" not in data:
         return data
-    return _REFERENCE.sub(_xml_reference, data)
+    cleaned = _REFERENCE.sub(_xml_reference, data)
+    return data if cleaned == data else cleaned  # the same object: entry positions still hold
 
 
 def _xml_reference(found: re.Match[bytes]) -> bytes:
