@@ -146,6 +146,69 @@ READ_WHOLE = {
 }
 
 
+def _plain(items: str) -> bytes:
+    return rss(items).replace(b"<title>T</title>", b"<title>T</title><description>C</description>")
+
+
+def _atom(*entries: str) -> bytes:
+    head = (
+        '<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+        "<title>T</title><id>urn:f</id><updated>2024-01-01T00:00:00Z</updated>"
+    )
+    return (head + "".join(entries) + "</feed>").encode()
+
+
+def _atom_entry(n: int, inside: str) -> str:
+    return (
+        f'<entry><id>urn:{n}</id><title>S{n}</title><link href="https://www.nato.int/{n}.htm"/>'
+        f"<updated>2024-01-10T12:00:00Z</updated>{inside}</entry>"
+    )
+
+
+DETAILS = "<p>Intro</p><details><summary>More</summary><p>Hidden</p></details>"
+BOLD_TITLE = "<item><title>&lt;b&gt;Bold&lt;/b&gt; news</title><link>/2.htm</link></item>"
+INLINE = (
+    '<item><title>S2</title><description>Text <b>bold</b> and <a href="/x">a</a></description>'
+    "</item>"
+)
+# Plain documents (read in parts) where feedparser once left state from one entry to the next.
+ALONE = {
+    "<details><summary> written unescaped, then a title that looks like HTML": _plain(
+        f"<item><title>S1</title><description>{DETAILS}</description></item>{BOLD_TITLE}"
+    ),
+    "a pasted <html><body>, then inline markup": _plain(
+        "<item><title>S1</title><description><html><body><p>Page</p></body></html>"
+        f"</description></item>{INLINE}"
+    ),
+    "Atom: <summary> inside an xhtml summary, then a text summary": _atom(
+        _atom_entry(1, f'<summary type="xhtml"><div>{DETAILS}</div></summary>'),
+        _atom_entry(
+            2,
+            '<summary type="text">if a &lt; b</summary><content type="xhtml">'
+            "<div><p>Para <em>one</em></p></div></content>",
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("body", ALONE.values(), ids=ALONE.keys())
+def test_each_entry_of_a_plain_document_reads_alone_as_among_the_others(body, monkeypatch):
+    whole = parse_feed(body, NATO_URL)
+    monkeypatch.setattr(feed_module, "PART_ENTRIES", 1)
+    split = parse_feed(body, NATO_URL)
+    assert split.entry_digests is not None  # plain: it was read in parts
+    assert split.entries == whole.entries
+
+
+def test_an_rss_element_inside_an_atom_entry_changes_nothing_after_it():
+    bold = _atom_entry(2, "<summary>D2</summary>").replace(
+        "S2</title>", "&lt;b&gt;B&lt;/b&gt;</title>"
+    )
+    alone = parse_feed(_atom(bold), NATO_URL)
+    after = parse_feed(_atom(_atom_entry(1, "<summary>D1</summary><rss/>"), bold), NATO_URL)
+    assert after.entries[1] == alone.entries[0] and after.version == "atom10"
+
+
 @pytest.mark.parametrize("body", IN_PARTS.values(), ids=IN_PARTS.keys())
 def test_a_document_read_in_parts_gives_what_reading_it_whole_gives(body, monkeypatch):
     whole = parse_feed(body, NATO_URL, max_entries=20)
@@ -200,7 +263,9 @@ def test_what_frames_the_entries_changing_reads_them_all_again(monkeypatch):
     assert parse_feed(body, NATO_URL + "?moved", known=known).known == 0  # links resolve anew
     based = body.replace(b"<channel>", b'<channel xml:base="https://example.net/">')
     assert parse_feed(based, NATO_URL, known=known).known == 0
-    monkeypatch.setattr(feed_module, "ENTRY_RULES", "entries-2")  # entries converted otherwise
+    monkeypatch.setattr(
+        feed_module, "ENTRY_RULES", feed_module.ENTRY_RULES + "+1"
+    )  # entries converted otherwise
     assert parse_feed(body, NATO_URL, known=known).known == 0
 
 
@@ -415,3 +480,12 @@ def test_an_external_dtd_on_disk_is_never_opened(tmp_path):
             writer.write("")
         worker.join()
     assert results and [e.title for e in results[0].entries] == ["a"]
+
+
+def test_feedparser_patched_twice_still_parses():
+    """Parses run in threads of their own, and two first calls may both patch feedparser
+    (functools.cache does not lock): the second must keep feedparser's own functions."""
+    for _ in range(2):
+        feed_module._feedparser.cache_clear()
+        feed_module._feedparser()
+    assert len(parse_feed(rss(ITEMS), NATO_URL).entries) == 9

@@ -41,6 +41,7 @@ import functools
 import html
 import io
 import re
+import threading
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -73,7 +74,7 @@ _HTML_TYPES = ("text/html", "application/xhtml+xml")
 PART_ENTRIES = 500  # entries feedparser reads at once from a big document
 # Change it when a change here makes the same bytes give other entries: every source's
 # entries are then read again on its next poll, not only those whose bytes changed.
-ENTRY_RULES = "entries-1"
+ENTRY_RULES = "entries-2"
 
 
 class FeedError(SourceError, ValueError):
@@ -291,18 +292,54 @@ def _tag_key(tag: Mapping[str, Any]) -> tuple:
     return (_get(tag, "term"), _get(tag, "scheme"), _get(tag, "label"))
 
 
+def _start_entry_afresh(self: Any, attrs_d: Any) -> None:
+    """feedparser's `_start_item` (and `_start_entry`), with the state an entry's text
+    constructs read reset first. feedparser leaves it set by what came before: markup
+    written unescaped in a description (HTML5's <details><summary>, a pasted <body>) runs
+    an end handler whose start it swallowed and leaves `incontent` off by one for every
+    later entry, which then loses its text's type or reads its inline markup as elements;
+    a head's content or second summary sets `hasContent` for the first entry only. Each
+    entry now reads as it would first after a plain head: alone, or among others."""
+    from feedparser.util import FeedParserDict  # loaded already: feedparser calls this
+
+    self.incontent = 0
+    self.contentparams = FeedParserDict()
+    self._summaryKey = None
+    self.hasContent = 0
+    FEEDPARSER_OWN["_start_item"](self, attrs_d)
+
+
+def _start_rss_outside_entries(self: Any, attrs_d: Any) -> None:
+    """feedparser's `_start_rss`, ignored inside an entry: an <rss/> there (in an Atom
+    entry's foreign markup) turned the document's version to RSS for the entries after."""
+    if not self.inentry:
+        FEEDPARSER_OWN["_start_rss"](self, attrs_d)
+
+
 FEEDPARSER_OWN: dict[str, Any] = {}  # what _feedparser() replaced in feedparser, by name
+_PATCHING = threading.Lock()
 
 
 @functools.cache
 def _feedparser() -> ModuleType:
-    """feedparser, imported once, with its `_add_tag` replaced by `_add_tag_once`."""
+    """feedparser, imported once, with `_add_tag_once`, `_start_entry_afresh` and
+    `_start_rss_outside_entries` in place of its own."""
     import feedparser
     import feedparser.encodings
     from feedparser.mixin import _FeedParserMixin
 
-    FEEDPARSER_OWN["_add_tag"] = _FeedParserMixin._add_tag
-    _FeedParserMixin._add_tag = _add_tag_once
+    replacements = {
+        "_add_tag": _add_tag_once,
+        "_start_item": _start_entry_afresh,
+        "_start_entry": _start_entry_afresh,
+        "_start_rss": _start_rss_outside_entries,
+    }
+    # Parses run in threads of their own, and functools.cache lets two first calls both run
+    # this: the originals are kept once, so a replacement never calls itself.
+    with _PATCHING:
+        for name, replacement in replacements.items():
+            FEEDPARSER_OWN.setdefault(name, getattr(_FeedParserMixin, name))
+            setattr(_FeedParserMixin, name, replacement)
     return feedparser
 
 
