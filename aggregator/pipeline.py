@@ -614,22 +614,43 @@ class Pipeline:
         work = _fetch_and_parse(fetcher, source, reader, config.private_ok(source.id), load_known)
         result, parsed, ingested = await _unless(stopping, work)
         async with self.lock:
-            if parsed is not None and parsed.known:
-                every = await asyncio.to_thread(_needs_every_entry, self.archive, parsed, known,
-                                                source.id)  # fmt: skip
-                if every:  # deciding the changed entries alone could decide otherwise
-                    parsed, ingested = await _unless(
-                        stopping, _parse(result, source.id, reader, {})
-                    )
-            ingested, outcome = await asyncio.to_thread(
-                _store, self.archive, config, source, result, parsed, ingested, now, random.random()
-            )
-            # Stored: the entries and the body go before classify and publish need memory.
-            size, parsed, result = len(result.body), None, replace(result, body=b"")
-            if ingested.counts.changed:
-                await asyncio.to_thread(
-                    _classify_and_publish, self.archive, config, ingested.counts, source.id
+            every = (
+                parsed is not None
+                and parsed.known
+                and await asyncio.to_thread(
+                    _needs_every_entry, self.archive, parsed, known, source.id
                 )
+            )
+            if not every:  # stored under the same hold: what was known is still so
+                return await self._store(config, source, result, parsed, ingested, now)
+        # Deciding the changed entries alone could decide otherwise: read every entry, with
+        # the lock let go meanwhile, so other sources' stores go on.
+        parsed, ingested = await _unless(stopping, _parse(result, source.id, reader, {}))
+        async with self.lock:
+            return await self._store(config, source, result, parsed, ingested, now)
+
+    async def _store(
+        self,
+        config: Config,
+        source: SourceState,
+        result: FetchResult,
+        parsed: ParsedFeed | None,
+        ingested: _Ingested,
+        now: datetime,
+    ) -> PollReport:
+        """Store a poll's entries and outcome, then classify and publish what changed; the
+        caller holds the lock."""
+        if parsed is not None:
+            _count_dropped(source.id, parsed)
+        ingested, outcome = await asyncio.to_thread(
+            _store, self.archive, config, source, result, parsed, ingested, now, random.random()
+        )
+        # Stored: the entries and the body go before classify and publish need memory.
+        size, parsed, result = len(result.body), None, replace(result, body=b"")
+        if ingested.counts.changed:
+            await asyncio.to_thread(
+                _classify_and_publish, self.archive, config, ingested.counts, source.id
+            )
         _count_stored(source.id, ingested.counts)
         return PollReport(
             source_id=source.id,
@@ -760,7 +781,6 @@ async def _parse(
     except Exception as exc:  # a parser library tripping over input it did not foresee
         log.debug("parsing the answer for %s failed", source_id, exc_info=True)
         return None, _Ingested(failure=f"cannot parse: {describe(exc)}")
-    _count_dropped(source_id, parsed)
     warning = "; ".join(part for part in (parsed.bozo, parsed.note) if part) or None
     return parsed, _Ingested(warning=warning)
 

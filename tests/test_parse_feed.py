@@ -489,3 +489,29 @@ def test_feedparser_patched_twice_still_parses():
         feed_module._feedparser.cache_clear()
         feed_module._feedparser()
     assert len(parse_feed(rss(ITEMS), NATO_URL).entries) == 9
+
+
+PLANET_SOURCE = (
+    "<source><id>urn:s{n}</id><title>Blog {n}</title>"
+    '<category term="python"/><category term="news"/><category term="misc"/></source>'
+)
+OWN_CATEGORIES = '<category term="python"/><category term="news"/>'
+
+
+@pytest.mark.parametrize("own_first", [False, True], ids=["source first", "own first"])
+def test_an_entry_keeps_its_categories_after_a_planet_source_with_its_own(own_first):
+    """feedparser lets go of an Atom <source>'s tags list at </source>; a later entry's
+    list may get its id, and the tags seen were once looked up by that id alone."""
+    lost = 0
+    for count in range(2, 30):
+        entries = "".join(
+            f'<entry><id>urn:{n}</id><title>P{n}</title><link href="https://ex.org/{n}"/>'
+            + (
+                OWN_CATEGORIES + PLANET_SOURCE if own_first else PLANET_SOURCE + OWN_CATEGORIES
+            ).format(n=n)
+            + "</entry>"
+            for n in range(count)
+        )
+        parsed = parse_feed(_atom(entries), NATO_URL)
+        lost += sum(entry.categories != ("python", "news") for entry in parsed.entries)
+    assert lost == 0

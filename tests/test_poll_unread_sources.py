@@ -8,13 +8,27 @@ that sets a stored item apart, a plain base attribute, an entry with neither gui
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
-from aggregator import pipeline
+from aggregator import metrics, pipeline
 from aggregator.models import Article, CaptureJob, CaptureOutcome, CaptureState
-from tests.unread_world import N1, N2, N3, N4, NATO, OTHER, both, differs, doc
+from aggregator.parse import feed
+from tests.unread_world import (
+    N1,
+    N2,
+    N3,
+    N4,
+    NATO,
+    OTHER,
+    World,
+    both,
+    differs,
+    doc,
+    whole_mode,
+)
 
 SEED_11_JAN = (
     "Allies meet partners\n\n  • 11 Jan. 2024 -\n\nThe seed's own long text of the story.\n"
@@ -664,3 +678,92 @@ def test_R4_5_head_content_sets_hasContent_for_the_first_entry_read(
 
     unread, whole = both(tmp_path, feed_server, monkeypatch, scenario)
     assert unread == whole, differs(unread, whole)
+
+
+# --- what a poll reports when it reads every entry after all (a sixth review) -------------
+
+
+def dropped(reason):
+    return (
+        metrics.REGISTRY.get_sample_value(
+            "aggregator_entries_dropped_total", {"source": NATO, "reason": reason}
+        )
+        or 0.0
+    )
+
+
+def fetch_log(w):
+    return [
+        tuple(r)
+        for r in w.archive.conn.execute(
+            "SELECT new_items, updated_items, error FROM fetch_log "
+            "WHERE source_id = ? ORDER BY rowid",
+            (NATO,),
+        )
+    ]
+
+
+def run(tmp_path, feed_server, monkeypatch, scenario):
+    out = {}
+    for mode in ("unread", "whole"):
+        w = World(tmp_path / mode, feed_server, mode)
+        try:
+            before = (dropped("over_limit"), dropped("unreadable"))
+            if mode == "whole":
+                with whole_mode(monkeypatch):
+                    scenario(w)
+            else:
+                scenario(w)
+            after = (dropped("over_limit"), dropped("unreadable"))
+            out[mode] = dict(
+                metric=(after[0] - before[0], after[1] - before[1]),
+                log=fetch_log(w),
+                state=w.state(),
+            )
+        finally:
+            w.archive.close()
+    return out
+
+
+a = {"title": "A", "link": N1, "guid": "g-a", "text": "A."}
+b = {"title": "B", "link": N2, "guid": "g-b", "text": "B."}
+c = {"title": "C", "link": N3, "guid": "g-c", "text": "C."}
+boom = {"title": "Boom", "link": "https://www.nato.int/boom", "text": "Raises."}
+
+
+def test_a_poll_that_reads_every_entry_after_all_counts_dropped_entries_once(
+    tmp_path, feed_server, monkeypatch
+):
+    # max_entries=2: every poll drops one entry; the second poll changes a repeat of a
+    # (same guid, other text): needs_every_entry -> re-parse with known={}.
+    def scenario(w):
+        w.config = replace(w.config, fetch=replace(w.config.fetch, max_entries=2))
+        w.poll(NATO, doc([a, b, c], "d1"))
+        w.poll(NATO, doc([a, {**a, "text": "A again."}, c], "d2"))
+
+    out = run(tmp_path, feed_server, monkeypatch, scenario)
+    assert out["unread"]["state"] == out["whole"]["state"]
+    assert out["unread"]["log"] == out["whole"]["log"]
+    assert out["unread"]["metric"] == out["whole"]["metric"], out
+
+
+def test_a_poll_that_reads_every_entry_after_all_counts_unreadable_entries_once(
+    tmp_path, feed_server, monkeypatch
+):
+    real = feed._entry
+
+    def entry(raw, base):
+        if raw.get("title") == "Boom":
+            raise ValueError("one odd entry")
+        return real(raw, base)
+
+    def scenario(w):
+        with monkeypatch.context() as m:
+            m.setattr(feed, "_entry", entry)
+            w.poll(NATO, doc([a, b], "d1"))
+            w.poll(NATO, doc([a, {**a, "text": "A again."}, boom], "d2"))
+
+    out = run(tmp_path, feed_server, monkeypatch, scenario)
+    assert out["unread"]["state"] == out["whole"]["state"]
+    assert out["unread"]["log"] == out["whole"]["log"]
+    assert out["unread"]["metric"] == out["whole"]["metric"], out

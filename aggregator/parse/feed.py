@@ -74,7 +74,7 @@ _HTML_TYPES = ("text/html", "application/xhtml+xml")
 PART_ENTRIES = 500  # entries feedparser reads at once from a big document
 # Change it when a change here makes the same bytes give other entries: every source's
 # entries are then read again on its next poll, not only those whose bytes changed.
-ENTRY_RULES = "entries-2"
+ENTRY_RULES = "entries-3"
 
 
 class FeedError(SourceError, ValueError):
@@ -278,11 +278,13 @@ def _add_tag_once(self: Any, term: str | None, scheme: str | None, label: str | 
     if not term and not scheme and not label:
         return
     index = self.__dict__.setdefault("_tags_seen", {})
-    seen, counted = index.get(id(tags)) or (set(), 0)
+    held, seen, counted = index.get(id(tags)) or (tags, set(), 0)
+    if held is not tags:  # a list feedparser let go (an Atom <source>'s), its id reused
+        seen, counted = set(), 0
     while counted < len(tags) - 1:
         seen.add(_tag_key(tags[counted]))
         counted += 1
-    index[id(tags)] = (seen, counted)
+    index[id(tags)] = (tags, seen, counted)
     value = (term, scheme, label)
     if value not in seen and not (tags and _tag_key(tags[-1]) == value):
         tags.append(FeedParserDict(term=term, scheme=scheme, label=label))
