@@ -517,6 +517,8 @@ class Pipeline:
 
         async def one_host(host_jobs: list[CaptureJob]) -> None:
             for job in host_jobs:  # in turn: a host's backlog holds one slot, not all
+                if stopping is not None and stopping.is_set():
+                    return  # the rest stay pending, untouched
                 await one(job)
 
         await asyncio.gather(*(one_host(host_jobs) for host_jobs in _by_host(jobs)))
@@ -1161,6 +1163,9 @@ async def _unless(stopping: asyncio.Event | None, work: Coroutine[Any, Any, T]) 
         stop.cancel()
         if not task.done():
             task.cancel()
+            # A cancel takes effect at the task's next step: until then it has no result,
+            # and asking for one raised InvalidStateError, recorded as the poll's failure.
+            await asyncio.wait({task})
     if task.cancelled():
         raise PollAbandoned
     return task.result()

@@ -4,6 +4,7 @@ writer, trafilatura, store, classify and publish run as the program runs them.""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import signal
@@ -16,6 +17,7 @@ import pytest
 from aggregator import pipeline
 from aggregator.capture.warc import records
 from aggregator.config import load
+from aggregator.fetch import Fetcher
 from aggregator.models import CaptureState
 from aggregator.store import Archive
 from tests.conftest import run_cli
@@ -354,3 +356,50 @@ def test_a_host_with_a_backlog_holds_one_capture_slot_not_all(tmp_path, feed_ser
     started = min(pages.values())
     # Queued first, so captured last in the queue's order: yet not behind the backlog.
     assert pages["/news/b.htm"] - started < 2 * INTERVAL, pages
+
+
+# --- a daemon that stops ----------------------------------------------------------------------
+
+
+def test_a_stop_while_captures_are_in_flight_leaves_every_capture_as_it_was(tmp_path, feed_server):
+    serve_site(feed_server)
+    slow = (ARTICLES / "news_144098.htm").read_bytes()
+    for path in PAGES:  # every page takes 3 s: the stop comes while the first is in flight
+        feed_server.route(path, body=slow, content_type="text/html", delay=3.0)
+    config = load(write_config(tmp_path, feed_server))
+    with Archive(config.archive.database) as archive:
+        pipeline.sync_sources(archive, config)
+        pipeline.fetch_all(archive, config)
+
+        async def stopped_midway():
+            stopping = asyncio.Event()
+            asyncio.get_running_loop().call_later(0.6, stopping.set)  # page 1 in flight
+            async with Fetcher(config) as fetcher:
+                capturer = pipeline.Capturer(config, fetcher)
+                return await pipeline.Pipeline(archive).capture_due(
+                    config, capturer, stopping=stopping
+                )
+
+        asyncio.run(stopped_midway())
+        rows = archive.conn.execute("SELECT state, attempts, reason FROM captures").fetchall()
+    assert rows == [("pending", 0, None)] * 3  # no attempt counted, none given up
+
+
+def test_a_stop_during_a_poll_is_abandoned_not_a_failure(tmp_path, feed_server):
+    feed_server.route("/feed.rss", body=feed(feed_server), delay=3.0)
+    config = load(write_config(tmp_path, feed_server))
+    with Archive(config.archive.database) as archive:
+        pipeline.sync_sources(archive, config)
+
+        async def stopped_midway():
+            stopping = asyncio.Event()
+            asyncio.get_running_loop().call_later(0.3, stopping.set)
+            async with Fetcher(config) as fetcher:
+                return await pipeline.Pipeline(archive).poll(
+                    config, "loop", fetcher, stopping=stopping
+                )
+
+        report = asyncio.run(stopped_midway())
+        source = archive.get_source("loop")
+    assert report.note == "abandoned: stopping"
+    assert (source.consecutive_errors, source.last_error) == (0, None)

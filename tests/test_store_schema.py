@@ -69,10 +69,13 @@ def test_items_stored_before_captures_existed_are_queued_for_capture(tmp_path, m
         due = archive.due_captures(soon)
         assert [(job.item_id, job.url) for job in due] == [(1, "https://www.nato.int/news_1.htm")]
         assert archive.integrity_check() == "ok"
-        # Today's news goes before the backlog.
-        _store_item(path, 4, "Story 4")
-        archive.queue_captures([(4, "https://www.nato.int/news_4.htm")], soon)
-        assert [job.item_id for job in archive.due_captures(soon)] == [4, 1]
+        # Today's news goes before the backlog; and half a run's batch still takes the
+        # longest due, however many new items keep coming.
+        for item_id in range(4, 10):
+            _store_item(path, item_id, f"Story {item_id}")
+            archive.queue_captures([(item_id, f"https://www.nato.int/n_{item_id}.htm")], soon)
+        assert [job.item_id for job in archive.due_captures(soon)][:2] == [9, 8]
+        assert [job.item_id for job in archive.due_captures(soon, limit=4)] == [9, 8, 1, 4]
 
 
 def test_sqlite_utils_lists_the_tables_and_columns_and_searches_the_items(project):

@@ -8,6 +8,7 @@ itself is kept here, zlib-compressed, with the validators for the next condition
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import zlib
 from collections.abc import Iterable
@@ -65,9 +66,11 @@ class CapturesMixin:
     def due_captures(
         self: Archive, now: datetime, limit: int | None = None, item_id: int | None = None
     ) -> list[CaptureJob]:
-        """Pending captures due at `now`, the newest queued first (or only `item_id`'s): a
-        fresh article is the one most likely still there, and a backlog (an archive that
-        predates captures queues every old item at once) must not hold today's news back."""
+        """Pending captures due at `now` (or only `item_id`'s): half of `limit` the newest
+        queued first, as a fresh article is the one most likely still there and a backlog
+        (an archive that predates captures queues every old item at once) must not hold
+        today's news back; the rest the longest due first, so retries and the backlog move
+        even while new items come faster than a run takes them."""
         sql = (
             "SELECT c.item_id, i.source_id, c.url, c.attempts, c.etag, c.last_modified "
             "FROM captures c JOIN items i ON i.id = c.item_id "
@@ -77,11 +80,19 @@ class CapturesMixin:
         if item_id is not None:
             sql += " AND c.item_id = ?"
             params.append(item_id)
-        sql += " ORDER BY c.queued DESC, c.item_id DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        return [CaptureJob(*row) for row in self.conn.execute(sql, params)]
+        newest = " ORDER BY c.queued DESC, c.item_id DESC"
+        if limit is None:
+            return [CaptureJob(*row) for row in self.conn.execute(sql + newest, params)]
+        fresh = [
+            CaptureJob(*row)
+            for row in self.conn.execute(f"{sql}{newest} LIMIT ?", [*params, (limit + 1) // 2])
+        ]
+        taken = {job.item_id for job in fresh}
+        longest_due = self.conn.execute(
+            f"{sql} ORDER BY c.next_attempt, c.item_id LIMIT ?", [*params, limit]
+        )
+        waiting = (CaptureJob(*row) for row in longest_due if row[0] not in taken)
+        return fresh + list(itertools.islice(waiting, limit - len(fresh)))
 
     # --- what a capture found --------------------------------------------------------------
 
