@@ -240,8 +240,20 @@ def _conditional(etag: str | None, last_modified: str | None) -> dict[str, str]:
     return conditional
 
 
-def _host(url: str) -> str:
-    return (urlsplit(url).hostname or "").lower()
+def host_key(url: str) -> str:
+    """The server a URL names, as politeness counts servers: one name for its spellings
+    (case, a trailing dot, Unicode or IDNA form); "" for a URL without a host."""
+    try:
+        host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    except ValueError:
+        return ""
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return host
+
+
+_host = host_key
 
 
 def _redirect_target(current: str, location: str) -> str:

@@ -183,8 +183,10 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             _CHECKED_ADDRESS.reset(token)
 
     async def aclose(self) -> None:
-        await self.public.aclose()
-        await self.private.aclose()
+        try:
+            await self.public.aclose()
+        finally:
+            await self.private.aclose()
 
 
 # The address GuardedTransport checked for the request being sent in this task: httpcore

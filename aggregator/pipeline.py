@@ -40,7 +40,7 @@ from aggregator.clock import now as utc_now
 from aggregator.clock import now_to_the_second
 from aggregator.config import Config, FeedConfig, Selectors, SourceConfig
 from aggregator.errors import SourceError, UsageError
-from aggregator.fetch import Fetcher, FetchResult
+from aggregator.fetch import Fetcher, FetchResult, host_key
 from aggregator.logs import event
 from aggregator.models import (
     Action,
@@ -1115,7 +1115,7 @@ def _by_host(jobs: Sequence[CaptureJob]) -> list[list[CaptureJob]]:
     """The jobs of each host, in their order, hosts in the order they first appear."""
     hosts: dict[str, list[CaptureJob]] = {}
     for job in jobs:
-        hosts.setdefault((urlsplit(job.url).hostname or "").lower(), []).append(job)
+        hosts.setdefault(host_key(job.url), []).append(job)
     return list(hosts.values())
 
 

@@ -70,6 +70,13 @@ def test_one_host_gets_one_turn_every_interval_and_other_hosts_do_not_wait():
     }
 
 
+def test_spellings_of_one_host_share_its_pace():
+    fake = FakeTime()
+    pace = HostPace(interval=2.0, clock=fake.clock, sleep=fake.sleep)
+    urls = ["https://bücher.example/a", "https://XN--BCHER-KVA.example./b"]
+    assert starts(pace, fake, urls) == {urls[0]: 0.0, urls[1]: 2.0}
+
+
 def test_the_pause_runs_from_the_end_of_the_request_before():
     fake = FakeTime()
     pace = HostPace(interval=2.0, clock=fake.clock, sleep=fake.sleep)

@@ -15,7 +15,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
+
+from aggregator.fetch import host_key
 
 DEFAULT_INTERVAL = 2.0  # seconds between two requests to one host
 MAX_HOSTS = 1000  # hosts remembered before the idle ones are forgotten
@@ -45,7 +46,7 @@ class HostPace:
     @contextlib.asynccontextmanager
     async def turn(self, url: str) -> AsyncIterator[None]:
         """Hold `url`'s host for one request: enter when it may start, leave when it ended."""
-        host = self._host((urlsplit(url).hostname or "").lower())
+        host = self._host(host_key(url))
         async with host.lock:  # asyncio's Lock is first come, first served
             wait = host.not_before - self.clock()
             if wait > 0:
