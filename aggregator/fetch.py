@@ -16,10 +16,12 @@ gzip or brotli bomb stops at `fetch.max_bytes` without ever inflating past it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urljoin, urlsplit
@@ -32,6 +34,8 @@ from aggregator.errors import SourceError
 from aggregator.netguard import PRIVATE_OK, GuardedTransport, TargetRefused
 
 MAX_REDIRECTS = 5
+# Held around each request to a URL's host: a capture's per-host turn (capture.pace).
+Pace = Callable[[str], AbstractAsyncContextManager[None]]
 PERMANENT_REDIRECTS = {301, 308}
 REDIRECTS = {301, 302, 303, 307, 308}
 THROTTLED = {429, 503}  # the statuses whose Retry-After we honour
@@ -139,17 +143,21 @@ class Fetcher:
         *,
         remote: bool = False,
         private_ok: bool = False,
+        pace: Pace | None = None,
     ) -> FetchResult:
         """GET with validators sent exactly as stored; redirects followed by hand.
 
         `remote`: a remote party chose `url` (an article link), so even its own host must
         be public; otherwise the user chose it and its host may be private. Every other
-        host, on any redirect hop, must be public unless `private_ok`."""
+        host, on any redirect hop, must be public unless `private_ok`. `pace(url)`, when
+        given, is held around each hop's request: a redirect to another host waits for
+        that host's turn too (one hop at a time, so two hosts are never held at once)."""
         started = time.monotonic()
         try:
             _check_url(url)  # before _host, which cannot read a broken URL
             trusted = None if remote or private_ok else _host(url)
-            result = await self._follow(url, _conditional(etag, last_modified), private_ok, trusted)
+            conditional = _conditional(etag, last_modified)
+            result = await self._follow(url, conditional, private_ok, trusted, pace)
         except URLRefused as exc:
             result = FetchResult(url=url, final_url=url, error=str(exc), refused=str(exc))
         except FetchError as exc:
@@ -164,14 +172,20 @@ class Fetcher:
         return _with_elapsed(result, time.monotonic() - started)
 
     async def _follow(
-        self, url: str, conditional: dict[str, str], private_ok: bool, trusted: str | None
+        self,
+        url: str,
+        conditional: dict[str, str],
+        private_ok: bool,
+        trusted: str | None,
+        pace: Pace | None = None,
     ) -> FetchResult:
         visited = [url]
         current, permanent, still_permanent = url, None, True
         for _hop in range(MAX_REDIRECTS + 1):
             _check_url(current)
             hop_ok = private_ok or (trusted is not None and _host(current) == trusted)
-            status, headers, body = await self._request(current, conditional, hop_ok)
+            async with pace(current) if pace else contextlib.nullcontext():
+                status, headers, body = await self._request(current, conditional, hop_ok)
             if status not in REDIRECTS or "location" not in headers:
                 return _result(url, current, status, headers, body, permanent)
             target = _redirect_target(current, headers["location"])

@@ -1020,8 +1020,9 @@ class Capturer:
         from aggregator.capture.robots import RobotsCache
 
         async def get(url: str) -> tuple[int | None, bytes]:
-            async with self.pace.turn(url):
-                answer = await self.fetcher.get(url, remote=True, private_ok=private_ok)
+            answer = await self.fetcher.get(
+                url, remote=True, private_ok=private_ok, pace=self.pace.turn
+            )
             if answer.refused:
                 # A robots.txt we never fetch (redirected to ftp: or a private address) is
                 # one that is not there, as a 404 is: the page's own fetch is checked anyway.
@@ -1051,10 +1052,10 @@ class Capturer:
             if rules.policy == "disallow all":  # robots.txt failed: ask again later
                 return outcome.failed(job, now, rand, rules.reason, policy=self.policy)
             return outcome.disallowed(job, now, job.url)
-        async with self.pace.turn(job.url):
-            page = await self.fetcher.get(
-                job.url, job.etag, job.last_modified, remote=True, private_ok=private_ok
-            )
+        page = await self.fetcher.get(
+            job.url, job.etag, job.last_modified, remote=True, private_ok=private_ok,
+            pace=self.pace.turn,
+        )  # fmt: skip
         if page.not_modified:
             return outcome.not_modified(job, now)
         if page.refused:

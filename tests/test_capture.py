@@ -403,3 +403,27 @@ def test_a_stop_during_a_poll_is_abandoned_not_a_failure(tmp_path, feed_server):
         source = archive.get_source("loop")
     assert report.note == "abandoned: stopping"
     assert (source.consecutive_errors, source.last_error) == (0, None)
+
+
+def test_a_redirect_to_another_host_waits_for_that_hosts_turn(tmp_path, feed_server):
+    """Two articles on one host, one reached through a redirect from another host: the
+    host still gets one request per interval (its pace is taken hop by hop)."""
+    other = f"http://localhost:{feed_server.port}"
+    article = (ARTICLES / "news_144098.htm").read_bytes()
+    for path in ("/news/b1.htm", "/news/b2.htm"):
+        feed_server.route(path, body=article, content_type="text/html; charset=utf-8")
+    feed_server.route("/go/b2", status=302, location=f"{other}/news/b2.htm")
+    links = [f"{other}/news/b1.htm", feed_server.url("/go/b2")]
+    items = "".join(
+        f"<item><title>S{n}</title><link>{link}</link><guid>g{n}</guid></item>"
+        for n, link in enumerate(links)
+    )
+    feed_server.route("/feed.rss", body=f'<rss version="2.0"><channel><title>x</title>{items}'
+                      "</channel></rss>".encode())  # fmt: skip
+    fetch_and_capture(write_config(tmp_path, feed_server))
+    at_other = sorted(
+        r.time for r in feed_server.requests() if r.headers["host"].startswith("localhost")
+    )
+    assert len(at_other) == 3  # robots.txt and the two articles
+    gaps = [later - earlier for earlier, later in itertools.pairwise(at_other)]
+    assert min(gaps) >= INTERVAL, gaps
