@@ -127,7 +127,7 @@ class Fetcher:
         await self.aclose()
 
     def host_lock(self, url: str) -> asyncio.Lock:
-        return self._host_locks.setdefault(_host(url), asyncio.Lock())
+        return self._host_locks.setdefault(host_key(url), asyncio.Lock())
 
     def request_headers(
         self, etag: str | None = None, last_modified: str | None = None
@@ -255,19 +255,22 @@ def _conditional(etag: str | None, last_modified: str | None) -> dict[str, str]:
 
 
 def host_key(url: str) -> str:
-    """The server a URL names, as politeness counts servers: one name for its spellings
-    (case, a trailing dot, Unicode or IDNA form); "" for a URL without a host."""
+    """The server a URL names, as politeness counts servers: the name httpx connects to
+    (IDNA 2008, as httpx encodes it), lower case, without a trailing dot; "" for a URL
+    without a host. Not for trust: `intranet.` and `intranet` may resolve apart."""
     try:
-        host = (urlsplit(url).hostname or "").rstrip(".").lower()
+        raw = httpx.URL(url).raw_host.decode("ascii")
+    except (httpx.InvalidURL, UnicodeError, ValueError):
+        raw = _host(url)
+    return raw.rstrip(".").lower()
+
+
+def _host(url: str) -> str:
+    """The host exactly as written (lower case): what a user chose, for trust."""
+    try:
+        return (urlsplit(url).hostname or "").lower()
     except ValueError:
         return ""
-    try:
-        return host.encode("idna").decode("ascii")
-    except UnicodeError:
-        return host
-
-
-_host = host_key
 
 
 def _redirect_target(current: str, location: str) -> str:

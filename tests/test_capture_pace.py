@@ -77,6 +77,17 @@ def test_spellings_of_one_host_share_its_pace():
     assert starts(pace, fake, urls) == {urls[0]: 0.0, urls[1]: 2.0}
 
 
+def test_names_that_are_one_server_for_httpx_share_its_pace():
+    fake = FakeTime()
+    pace = HostPace(interval=2.0, clock=fake.clock, sleep=fake.sleep)
+    urls = [
+        "https://straße.example/a",
+        "https://xn--strae-oqa.example/b",
+        "https://strasse.example/",
+    ]
+    assert starts(pace, fake, urls) == {urls[0]: 0.0, urls[1]: 2.0, urls[2]: 0.0}
+
+
 def test_the_pause_runs_from_the_end_of_the_request_before():
     fake = FakeTime()
     pace = HostPace(interval=2.0, clock=fake.clock, sleep=fake.sleep)

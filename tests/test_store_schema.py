@@ -76,6 +76,7 @@ def test_items_stored_before_captures_existed_are_queued_for_capture(tmp_path, m
             archive.queue_captures([(item_id, f"https://www.nato.int/n_{item_id}.htm")], soon)
         assert [job.item_id for job in archive.due_captures(soon)][:2] == [9, 8]
         assert [job.item_id for job in archive.due_captures(soon, limit=4)] == [9, 8, 1, 4]
+        assert [job.item_id for job in archive.due_captures(soon, limit=1)] == [1]
 
 
 def test_sqlite_utils_lists_the_tables_and_columns_and_searches_the_items(project):

@@ -66,11 +66,12 @@ class CapturesMixin:
     def due_captures(
         self: Archive, now: datetime, limit: int | None = None, item_id: int | None = None
     ) -> list[CaptureJob]:
-        """Pending captures due at `now` (or only `item_id`'s): half of `limit` the newest
-        queued first, as a fresh article is the one most likely still there and a backlog
-        (an archive that predates captures queues every old item at once) must not hold
-        today's news back; the rest the longest due first, so retries and the backlog move
-        even while new items come faster than a run takes them."""
+        """Pending captures due at `now` (or only `item_id`'s): half of `limit` (rounded
+        down: a batch of one is the longest due) the newest queued first, as a fresh
+        article is the one most likely still there and a backlog (an archive that predates
+        captures queues every old item at once) must not hold today's news back; the rest
+        the longest due first, so retries and the backlog move even while new items come
+        faster than a run takes them."""
         sql = (
             "SELECT c.item_id, i.source_id, c.url, c.attempts, c.etag, c.last_modified "
             "FROM captures c JOIN items i ON i.id = c.item_id "
@@ -85,7 +86,7 @@ class CapturesMixin:
             return [CaptureJob(*row) for row in self.conn.execute(sql + newest, params)]
         fresh = [
             CaptureJob(*row)
-            for row in self.conn.execute(f"{sql}{newest} LIMIT ?", [*params, (limit + 1) // 2])
+            for row in self.conn.execute(f"{sql}{newest} LIMIT ?", [*params, limit // 2])
         ]
         taken = {job.item_id for job in fresh}
         longest_due = self.conn.execute(
