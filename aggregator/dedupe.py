@@ -20,7 +20,16 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
-from aggregator.models import Action, Candidate, Entry, Identity, Intent, KnownEntry, Origin
+from aggregator.models import (
+    Action,
+    Candidate,
+    Entry,
+    Identity,
+    Intent,
+    KnownEntry,
+    KnownItem,
+    Origin,
+)
 
 TRACKING_PARAMS = {"fbclid", "gclid", "dclid", "msclkid", "mc_cid", "mc_eid", "selectedlocale"}
 SEED_MATCH_WINDOW = timedelta(days=4)
@@ -218,6 +227,20 @@ def needs_title_lookup(
     guids = {c.guid_key for c in found if c.guid_key}
     holders = {c.canonical_url: c.guid_key for c in found if c.canonical_url}
     return [i for i in identities if not _settled(i, guids, holders)]
+
+
+def still_known(known: KnownEntry, item: KnownItem) -> bool:
+    """Whether reading a known entry again would find its item unchanged: the item still
+    holds the content the entry gave it (another source or a seed import may have revised
+    it) and is still found by the entry's own guid, or own link when it has none (not by
+    title and day, where a seed imported since or another item under that link could
+    answer instead)."""
+    ident = known.identity
+    if item.content_hash != known.content_hash:
+        return False
+    if ident.guid_key is not None:
+        return item.guid_key == ident.guid_key
+    return ident.canonical_url is not None and item.canonical_url == ident.canonical_url
 
 
 def needs_every_entry(

@@ -106,6 +106,15 @@ class KnownEntry:
     identity: Identity
 
 
+@dataclass(frozen=True, slots=True)
+class KnownItem:
+    """What the item a known entry went to holds now: how it is found, and its content."""
+
+    guid_key: str | None
+    canonical_url: str | None
+    content_hash: str
+
+
 # --- what the archive holds -----------------------------------------------------------------
 
 

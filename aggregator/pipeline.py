@@ -126,6 +126,15 @@ def _remember_entries(
     archive.keep_entries(source_id, parsed.unread, read)
 
 
+def known_entries(archive: Archive, source_id: str) -> dict[bytes, KnownEntry]:
+    """The entries of the source's last stored poll that a re-poll may leave unread."""
+    return {
+        digest: known
+        for digest, known, item in archive.known_entries(source_id)
+        if dedupe.still_known(known, item)
+    }
+
+
 def _needs_every_entry(
     archive: Archive, parsed: ParsedFeed, known: dict[bytes, KnownEntry], source_id: str
 ) -> bool:
@@ -133,7 +142,7 @@ def _needs_every_entry(
     decision (read-only lookups, under the write lock, before the poll's transaction).
     What was known when the parse began is checked again first: another source's poll
     may have stored since (its item's content, or its link, is another's now)."""
-    now_known = archive.known_entries(source_id)
+    now_known = known_entries(archive, source_id)
     if any(now_known.get(digest) != known[digest] for digest in parsed.unread):
         return True
     if not parsed.entries:
@@ -610,7 +619,7 @@ class Pipeline:
         known: dict[bytes, KnownEntry] = {}
 
         async def load_known() -> dict[bytes, KnownEntry]:
-            known.update(await self.run_locked(Archive.known_entries, source.id))
+            known.update(await self.run_locked(known_entries, source.id))
             return known
 
         work = _fetch_and_parse(fetcher, source, reader, config.private_ok(source.id), load_known)
@@ -624,14 +633,14 @@ class Pipeline:
                 )
             )
             if not every:  # stored under the same hold: what was known is still so
-                return await self._store(config, source, result, parsed, ingested, now)
+                return await self._store_and_publish(config, source, result, parsed, ingested, now)
         # Deciding the changed entries alone could decide otherwise: read every entry, with
         # the lock let go meanwhile, so other sources' stores go on.
         parsed, ingested = await _unless(stopping, _parse(result, source.id, reader, {}))
         async with self.lock:
-            return await self._store(config, source, result, parsed, ingested, now)
+            return await self._store_and_publish(config, source, result, parsed, ingested, now)
 
-    async def _store(
+    async def _store_and_publish(
         self,
         config: Config,
         source: SourceState,
@@ -998,10 +1007,6 @@ def describe(exc: BaseException) -> str:
 CAPTURE_CONCURRENCY = 8  # hosts captured at once; each host's pages go one after another
 
 
-class _LinkRefused(Exception):
-    """An article link (or its robots.txt) the fetcher refused; str() is its reason."""
-
-
 class Capturer:
     """What captures share over a run, or a daemon's life: the fetcher, each host's turns,
     robots.txt rules per origin, the WARC file."""
@@ -1035,15 +1040,7 @@ class Capturer:
 
     async def attempt(self, job: CaptureJob, now: datetime, rand: float) -> CaptureOutcome:
         """One capture of `job`'s page, from robots.txt to the extracted article. A URL the
-        fetcher refuses (the guard, on any hop; robots.txt's too) is given up at once."""
-        from aggregator.capture import outcome
-
-        try:
-            return await self._attempt(job, now, rand)
-        except _LinkRefused as refused:
-            return outcome.refused(job, now, str(refused))
-
-    async def _attempt(self, job: CaptureJob, now: datetime, rand: float) -> CaptureOutcome:
+        fetcher refuses (the guard, on any hop) is given up at once."""
         from aggregator.capture import outcome, robots
 
         private_ok = self.config.private_ok(job.source_id)
@@ -1059,7 +1056,7 @@ class Capturer:
         if page.not_modified:
             return outcome.not_modified(job, now)
         if page.refused:
-            raise _LinkRefused(page.refused)
+            return outcome.refused(job, now, page.refused)
         if not page.ok:
             error = page.error or f"HTTP {page.status}"
             return outcome.failed(job, now, rand, error, status=page.status,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from aggregator import dedupe
-from aggregator.models import Action, Candidate, Entry, KnownEntry, Origin
+from aggregator.models import Action, Candidate, Entry, Identity, KnownEntry, KnownItem, Origin
 
 DAY = datetime(2022, 11, 9, 12, 0, tzinfo=UTC)
 SEED_TEXT = (
@@ -528,3 +528,24 @@ def test_a_changed_entry_that_may_be_an_unread_entrys_item_needs_every_entry():
     x = entry("Allies meet", link=N1)
     moved = entry("Allies meet again", link=N2)  # found by link to the item x went to
     assert dedupe.needs_every_entry(changed(moved), [unread(x, 7)], [stored(x, 7)])
+
+
+@pytest.mark.parametrize(
+    ("case", "item", "kept"),
+    [
+        ("found by its guid, content as given", KnownItem("nato\x1fg", N1, "h"), True),
+        ("another import revised it", KnownItem("nato\x1fg", N1, "other"), False),
+        ("its item is another guid's now", KnownItem("nato\x1fh", N1, "h"), False),
+    ],
+)
+def test_an_entry_with_a_guid_stays_unread_while_its_item_is_found_by_it(case, item, kept):
+    known = KnownEntry(1, "h", Identity("nato\x1fg", N1, "f", "t"))
+    assert dedupe.still_known(known, item) is kept
+
+
+def test_an_entry_without_a_guid_stays_unread_only_while_its_link_finds_its_item():
+    by_link = KnownEntry(1, "h", Identity(None, N1, "f", "t"))
+    assert dedupe.still_known(by_link, KnownItem(None, N1, "h"))
+    assert not dedupe.still_known(by_link, KnownItem(None, N2, "h"))  # found by title and day
+    bare = KnownEntry(1, "h", Identity(None, None, "f", "t"))
+    assert not dedupe.still_known(bare, KnownItem(None, None, "h"))

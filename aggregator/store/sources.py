@@ -12,6 +12,7 @@ from aggregator.models import (
     FetchLogEntry,
     Identity,
     KnownEntry,
+    KnownItem,
     PollOutcome,
     SourceSpec,
     SourceState,
@@ -122,25 +123,24 @@ class SourcesMixin:
             )
             self._log_fetch(log)
 
-    def known_entries(self: Archive, source_id: str) -> dict[bytes, KnownEntry]:
-        """The entries of the source's last stored poll, by digest, that reading again
-        would find unchanged: their item still holds the content they gave it (another
-        source or a seed import may have revised it) and is still found by the entry's own
-        guid, or by its own link when it has none (not by title and day, where a seed
-        imported since or another item under that link could answer instead)."""
+    def known_entries(self: Archive, source_id: str) -> list[tuple[bytes, KnownEntry, KnownItem]]:
+        """The entries of the source's last stored poll, by digest, each with what its item
+        holds now (dedupe.still_known decides whether it may stay unread)."""
         rows = self.conn.execute(
             """SELECT d.digest, d.item_id, d.content_hash, d.guid_key, d.canonical_url,
-                   d.fingerprint, d.title_key
+                   d.fingerprint, d.title_key, i.guid_key, i.canonical_url, i.content_hash
                FROM entry_digests d JOIN items i ON i.id = d.item_id
-               WHERE d.source_id = ? AND i.content_hash = d.content_hash
-                   AND (i.guid_key = d.guid_key
-                        OR (d.guid_key IS NULL AND i.canonical_url = d.canonical_url))""",
+               WHERE d.source_id = ?""",
             (source_id,),
         )
-        return {
-            digest: KnownEntry(item_id, content_hash, Identity(guid, url, fingerprint, title))
-            for digest, item_id, content_hash, guid, url, fingerprint, title in rows
-        }
+        return [
+            (
+                row[0],
+                KnownEntry(row[1], row[2], Identity(*row[3:7])),
+                KnownItem(*row[7:10]),
+            )
+            for row in rows
+        ]
 
     def keep_entries(
         self: Archive,
