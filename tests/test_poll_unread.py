@@ -12,33 +12,16 @@ import pytest
 from aggregator import pipeline
 from tests.feedserver import Route
 from tests.test_poll import Setup
-
-
-def doc(items: list[dict], built: str, channel_extra: str = "") -> bytes:
-    body = "".join(
-        f"<item><title>{i['title']}</title><link>{i['link']}</link>"
-        + (f'<guid isPermaLink="false">{i["guid"]}</guid>' if i.get("guid") else "")
-        + f"<description>{i['text']}</description>"
-        "<pubDate>10 Jan. 2024 12:00:00 GMT</pubDate></item>"
-        for i in items
-    )
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>T</title>'
-        f"<link>https://www.nato.int/</link><lastBuildDate>{built}</lastBuildDate>"
-        f"{channel_extra}{body}</channel></rss>"
-    ).encode()
+from tests.unread_world import base_feed, doc, whole_mode
 
 
 @pytest.fixture(params=["unread", "whole"])
 def mode(request, monkeypatch):
-    if request.param == "whole":
-        real = pipeline.parse_document
-
-        def every_entry(*args, **kwargs):  # what the poll decides when every entry is read
-            return real(*args, **{**kwargs, "known": frozenset()})
-
-        monkeypatch.setattr(pipeline, "parse_document", every_entry)
-    return request.param
+    if request.param == "unread":
+        yield request.param
+        return
+    with whole_mode(monkeypatch):  # what the poll decides when every entry is read
+        yield request.param
 
 
 @pytest.fixture
@@ -130,16 +113,7 @@ def test_an_entry_after_one_with_its_own_xml_base_reads_as_it_always_did(setup, 
     and guid than read after A, so it becomes a second item."""
 
     def feed(b_text: str) -> bytes:
-        return (
-            '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>T</title>'
-            "<link>https://www.nato.int/</link><lastBuildDate>x</lastBuildDate>"
-            '<item xml:base="https://www.nato.int/cps/en/"><title>A</title><link>a.htm</link>'
-            "<guid>a</guid><description>A.</description>"
-            "<pubDate>10 Jan. 2024 12:00:00 GMT</pubDate></item>"
-            "<item><title>B</title><link>b.htm</link><guid>b</guid>"
-            f"<description>{b_text}</description>"
-            "<pubDate>10 Jan. 2024 12:00:00 GMT</pubDate></item></channel></rss>"
-        ).encode()
+        return base_feed('xml:base="https://www.nato.int/cps/en/"', b_text)
 
     run(setup, mode, feed("B."), feed("B, corrected."))
     b_items = [i for i in setup.archive.list_items(limit=100) if i.title == "B"]

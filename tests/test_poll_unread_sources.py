@@ -24,6 +24,7 @@ from tests.unread_world import (
     NATO,
     OTHER,
     World,
+    base_feed,
     both,
     differs,
     doc,
@@ -33,6 +34,12 @@ from tests.unread_world import (
 SEED_11_JAN = (
     "Allies meet partners\n\n  • 11 Jan. 2024 -\n\nThe seed's own long text of the story.\n"
 )
+
+
+def check(tmp_path, feed_server, monkeypatch, scenario):
+    """Run `scenario` both ways: it must end as reading every entry does."""
+    unread, whole = both(tmp_path, feed_server, monkeypatch, scenario)
+    assert unread == whole, differs(unread, whole)
 
 
 def test_D1_moved_link_entry_then_a_seed_is_imported(tmp_path, feed_server, monkeypatch):
@@ -46,8 +53,7 @@ def test_D1_moved_link_entry_then_a_seed_is_imported(tmp_path, feed_server, monk
         w.seed(tmp, SEED_11_JAN)  # another day: stays an unmerged seed
         w.poll(NATO, doc([x_moved], "d3"))
 
-    unread, whole = both(tmp_path, feed_server, monkeypatch, scenario)
-    assert unread == whole, differs(unread, whole)
+    check(tmp_path, feed_server, monkeypatch, scenario)
 
 
 def test_D2_another_source_takes_the_link_an_unread_entry_lists(tmp_path, feed_server, monkeypatch):
@@ -63,17 +69,18 @@ def test_D2_another_source_takes_the_link_an_unread_entry_lists(tmp_path, feed_s
         w.poll(NATO, doc([x, y], "d2"))
         w.poll(OTHER, doc([u], "o2"))
 
-    unread, whole = both(tmp_path, feed_server, monkeypatch, scenario)
-    assert unread == whole, differs(unread, whole)
+    check(tmp_path, feed_server, monkeypatch, scenario)
 
 
+@pytest.mark.parametrize("settle", [False, True], ids=["D3", "D3, then one more poll"])
 def test_D3_a_poll_of_another_source_stores_between_known_and_store(
-    tmp_path, feed_server, monkeypatch
+    tmp_path, feed_server, monkeypatch, settle
 ):
     """Pipeline._poll loads the known entries before parsing (outside the lock) and stores
     after; another source's poll (poll_all runs them concurrently) may store in between
     and revise the item an unread entry gave its content. Simulated deterministically:
-    nato's poll runs while other's document is being parsed."""
+    nato's poll runs while other's document is being parsed. One more poll of `other`
+    after it must still end as reading every entry does."""
     x = {"title": "Press conference", "link": N1, "text": "About X."}
     x2 = {**x, "text": "About X, corrected."}
     u = {"title": "Press conference", "link": "https://example.org/pc", "text": "About X."}
@@ -96,9 +103,10 @@ def test_D3_a_poll_of_another_source_stores_between_known_and_store(
         with monkeypatch.context() as m:
             m.setattr(pipeline, "parse_document", parse_while_nato_polls)
             w.poll(OTHER, doc([u], "o2"))
+        if settle:
+            w.poll(OTHER, doc([u], "o3"))
 
-    unread, whole = both(tmp_path, feed_server, monkeypatch, scenario)
-    assert unread == whole, differs(unread, whole)
+    check(tmp_path, feed_server, monkeypatch, scenario)
 
 
 def test_D4_an_unread_entry_lists_a_link_that_sets_an_item_apart(
@@ -116,8 +124,7 @@ def test_D4_an_unread_entry_lists_a_link_that_sets_an_item_apart(
         w.poll(NATO, doc([a, u], "d1"))
         w.poll(NATO, doc([u, e], "d2"))
 
-    unread, whole = both(tmp_path, feed_server, monkeypatch, scenario)
-    assert unread == whole, differs(unread, whole)
+    check(tmp_path, feed_server, monkeypatch, scenario)
 
 
 def test_D4b_the_same_across_sources_with_guids_everywhere(tmp_path, feed_server, monkeypatch):
@@ -133,8 +140,7 @@ def test_D4b_the_same_across_sources_with_guids_everywhere(tmp_path, feed_server
         w.poll(OTHER, doc([w_], "o1"))
         w.poll(NATO, doc([u_moved, e], "d3"))
 
-    unread, whole = both(tmp_path, feed_server, monkeypatch, scenario)
-    assert unread == whole, differs(unread, whole)
+    check(tmp_path, feed_server, monkeypatch, scenario)
 
 
 def test_D5_a_plain_base_attribute_is_carried_to_the_next_entry(tmp_path, feed_server, monkeypatch):
@@ -142,22 +148,12 @@ def test_D5_a_plain_base_attribute_is_carried_to_the_next_entry(tmp_path, feed_s
     looks for b"xml:base" and b"xmlns" only."""
 
     def feed(b_text: str) -> bytes:
-        return (
-            '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>T</title>'
-            "<link>https://www.nato.int/</link><lastBuildDate>x</lastBuildDate>"
-            '<item base="https://www.nato.int/cps/en/"><title>A</title><link>a.htm</link>'
-            "<guid>a</guid><description>A.</description>"
-            "<pubDate>10 Jan. 2024 12:00:00 GMT</pubDate></item>"
-            "<item><title>B</title><link>b.htm</link><guid>b</guid>"
-            f"<description>{b_text}</description>"
-            "<pubDate>10 Jan. 2024 12:00:00 GMT</pubDate></item></channel></rss>"
-        ).encode()
+        return base_feed('base="https://www.nato.int/cps/en/"', b_text)
 
     def scenario(w, tmp):
         w.poll(NATO, feed("B."), feed("B, corrected."))
 
-    unread, whole = both(tmp_path, feed_server, monkeypatch, scenario)
-    assert unread == whole, differs(unread, whole)
+    check(tmp_path, feed_server, monkeypatch, scenario)
 
 
 SEED_10_JAN = (
@@ -199,43 +195,7 @@ def test_D6_a_bare_entry_on_a_merged_seed_after_the_seed_is_imported_again(
         w.seed(tmp, SEED_10_JAN)  # SEED_TEXT: the seed's text again
         w.poll(OTHER, content_doc([bare], "o2"))
 
-    unread, whole = both(tmp_path, feed_server, monkeypatch, scenario)
-    assert unread == whole, differs(unread, whole)
-
-
-def test_D3_then_the_next_poll_of_the_source_settles_it(tmp_path, feed_server, monkeypatch):
-    """D3 followed by one more poll of `other`: the known row no longer matches the
-    item's hash, so the entry is read and both modes meet again (the race costs one poll)."""
-    x = {"title": "Press conference", "link": N1, "text": "About X."}
-    x2 = {**x, "text": "About X, corrected."}
-    u = {"title": "Press conference", "link": "https://example.org/pc", "text": "About X."}
-
-    def scenario(w, tmp):
-        w.poll(NATO, doc([x], "d1"))
-        w.poll(OTHER, doc([u], "o1"))
-        w.server.route(f"{w.prefix}/nato.rss", body=doc([x2], "d2"))
-        real = pipeline.parse_document
-        ran = []
-
-        def parse_while_nato_polls(body, url, *args, **kwargs):
-            parsed = real(body, url, *args, **kwargs)
-            if "other.rss" in url and not ran:
-                ran.append(1)
-                pipeline.poll_all(w.config, w.archive, NATO, force=True)
-            return parsed
-
-        with monkeypatch.context() as m:
-            m.setattr(pipeline, "parse_document", parse_while_nato_polls)
-            w.poll(OTHER, doc([u], "o2"))
-        w.poll(OTHER, doc([u], "o3"))
-
-    unread, whole = both(tmp_path, feed_server, monkeypatch, scenario)
-    assert unread == whole, differs(unread, whole)
-
-
-def check(tmp_path, feed_server, monkeypatch, scenario):
-    unread, whole = both(tmp_path, feed_server, monkeypatch, scenario)
-    assert unread == whole, differs(unread, whole)
+    check(tmp_path, feed_server, monkeypatch, scenario)
 
 
 def test_E1_capture_revision_keeps_content_hash(tmp_path, feed_server, monkeypatch):
@@ -447,8 +407,7 @@ def test_R1_a_podcast_head_sets_state_for_the_first_entry_read(
             podcast([a, {**b, "text": "Desc 2, v2."}], "d2", head),
         )
 
-    unread, whole = both(tmp_path, feed_server, monkeypatch, scenario)
-    assert unread == whole, differs(unread, whole)
+    check(tmp_path, feed_server, monkeypatch, scenario)
 
 
 @pytest.mark.parametrize(
@@ -464,22 +423,12 @@ def test_R2_a_base_attribute_spelled_otherwise(tmp_path, feed_server, monkeypatc
     attribute names."""
 
     def feed(b_text: str) -> bytes:
-        return (
-            '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>T</title>'
-            "<link>https://www.nato.int/</link><lastBuildDate>x</lastBuildDate>"
-            f"<item {attr}><title>A</title><link>a.htm</link>"
-            "<guid>a</guid><description>A.</description>"
-            "<pubDate>10 Jan. 2024 12:00:00 GMT</pubDate></item>"
-            "<item><title>B</title><link>b.htm</link><guid>b</guid>"
-            f"<description>{b_text}</description>"
-            "<pubDate>10 Jan. 2024 12:00:00 GMT</pubDate></item></channel></rss>"
-        ).encode()
+        return base_feed(attr, b_text)
 
     def scenario(w, tmp):
         w.poll(NATO, feed("B."), feed("B, corrected."))
 
-    unread, whole = both(tmp_path, feed_server, monkeypatch, scenario)
-    assert unread == whole, differs(unread, whole)
+    check(tmp_path, feed_server, monkeypatch, scenario)
 
 
 def test_R3_channel_elements_between_items_set_state_for_the_next(
@@ -509,8 +458,7 @@ def test_R3_channel_elements_between_items_set_state_for_the_next(
     def scenario(w, tmp):
         w.poll(NATO, feed([a, b], "d1"), feed([a, {**b, "text": "Desc 2, v2."}], "d2"))
 
-    unread, whole = both(tmp_path, feed_server, monkeypatch, scenario)
-    assert unread == whole, differs(unread, whole)
+    check(tmp_path, feed_server, monkeypatch, scenario)
 
 
 # --- state feedparser keeps across entries and from the head (a fourth review) -----------
@@ -543,8 +491,7 @@ def test_R4_1_namespace_declared_in_an_earlier_entry(
     def scenario(w, tmp):
         w.poll(NATO, doc([y], "d1"), doc([x, y], "d2"))
 
-    unread, whole = both(tmp_path, feed_server, monkeypatch, scenario)
-    assert unread == whole, differs(unread, whole)
+    check(tmp_path, feed_server, monkeypatch, scenario)
 
 
 def test_R4_2_head_prefix_rebound_in_an_earlier_entry(tmp_path, feed_server, monkeypatch):
@@ -572,8 +519,7 @@ def test_R4_2_head_prefix_rebound_in_an_earlier_entry(tmp_path, feed_server, mon
     def scenario(w, tmp):
         w.poll(NATO, rss([y], "d1"), rss([x, y], "d2"))
 
-    unread, whole = both(tmp_path, feed_server, monkeypatch, scenario)
-    assert unread == whole, differs(unread, whole)
+    check(tmp_path, feed_server, monkeypatch, scenario)
 
 
 def test_R4_3_dtd_default_base_handed_on_by_an_earlier_entry(tmp_path, feed_server, monkeypatch):
@@ -632,8 +578,7 @@ def test_R4_4_version_set_by_an_earlier_entry(tmp_path, feed_server, monkeypatch
     def scenario(w, tmp):
         w.poll(NATO, rdf([y], "d1"), rdf([x, y], "d2"))
 
-    unread, whole = both(tmp_path, feed_server, monkeypatch, scenario)
-    assert unread == whole, differs(unread, whole)
+    check(tmp_path, feed_server, monkeypatch, scenario)
 
 
 ITUNES = b' xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd"'
@@ -676,8 +621,7 @@ def test_R4_5_head_content_sets_hasContent_for_the_first_entry_read(
     def scenario(w, tmp):
         w.poll(NATO, podcast([y], "d1"), podcast([x, y], "d2"))
 
-    unread, whole = both(tmp_path, feed_server, monkeypatch, scenario)
-    assert unread == whole, differs(unread, whole)
+    check(tmp_path, feed_server, monkeypatch, scenario)
 
 
 # --- what a poll reports when it reads every entry after all (a sixth review) -------------

@@ -45,6 +45,21 @@ def doc(items: list[dict], built: str, channel_extra: str = "") -> bytes:
     ).encode()
 
 
+def base_feed(attribute: str, b_text: str) -> bytes:
+    """Two items, A carrying `attribute` (a base of some spelling) and relative links, then B
+    with none, whose description is `b_text`: feedparser hands A's base on to B."""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>T</title>'
+        "<link>https://www.nato.int/</link><lastBuildDate>x</lastBuildDate>"
+        f"<item {attribute}><title>A</title><link>a.htm</link>"
+        "<guid>a</guid><description>A.</description>"
+        "<pubDate>10 Jan. 2024 12:00:00 GMT</pubDate></item>"
+        "<item><title>B</title><link>b.htm</link><guid>b</guid>"
+        f"<description>{b_text}</description>"
+        "<pubDate>10 Jan. 2024 12:00:00 GMT</pubDate></item></channel></rss>"
+    ).encode()
+
+
 class World:
     """A project with two feed sources on the loopback server: nato-news and other."""
 
