@@ -18,9 +18,9 @@ if TYPE_CHECKING:  # trafilatura loads when a page is extracted, not with this m
 
 
 def refused(job: CaptureJob, now: datetime, reason: str) -> CaptureOutcome:
-    """The fetcher refused the link or a redirect of it: a retry would be refused again."""
-    shown = reason if reason.startswith("refus") else f"refused: {reason}"
-    return CaptureOutcome(CaptureState.GIVEN_UP, now, job.attempts, reason=shown)
+    """The fetcher refused the link or a redirect of it (`reason`, in its words): a retry
+    would be refused again."""
+    return CaptureOutcome(CaptureState.GIVEN_UP, now, job.attempts, reason=reason)
 
 
 def disallowed(job: CaptureJob, now: datetime, url: str) -> CaptureOutcome:
