@@ -21,8 +21,10 @@ server runs in this process, so its CPU is in no step. In one run, on the same b
 - same bytes: `fetch --force` from a server that ignores validators and sends the same body;
 - 1% changed: `fetch --force` after 1% of the items changed their description;
 - reader: lemon24's `reader` (PyPI) adding the feed to a fresh database and updating it,
-  then updating it again after the 1% change, from a separate venv in
-  .cache/bench-reader-venv (made here when missing; never a dependency of the project).
+  updating it again when the server answers 304, then after the 1% change, from a separate
+  venv in .cache/bench-reader-venv (made here when missing; never a dependency of the project);
+- bare 304: `python -c` that imports httpx and sends one conditional GET, answered 304: the
+  least any process polling with httpx pays, however little it does with the answer.
 
 Each time is the fastest of `--rounds` (fewer when `--budget` seconds are spent); peak
 memory is the largest VmHWM a process reported at exit, over the rounds. The table gives
@@ -127,6 +129,13 @@ try:
     profiles[0].runcall(runpy.run_module, "aggregator", run_name="__main__", alter_sys=True)
 finally:
     pstats.Stats(*profiles).dump_stats(output)
+"""
+
+BARE_CONDITIONAL_GET_CODE = """
+import sys
+import httpx
+answer = httpx.get(sys.argv[1], headers={"If-None-Match": sys.argv[2]})
+print(answer.status_code)
 """
 
 READER_CODE = """
@@ -333,12 +342,19 @@ def one_round(server: FeedServer, bodies: dict[str, bytes], items: int, reader: 
         server.route(FEED_PATH, body=bodies["changed"], etag='"v2"')
         runs["1% changed"] = project.fetch("--force")
         facts["1% changed"] = runs["1% changed"].stdout.strip()
+        server.route(FEED_PATH, body=bodies["first"], etag='"v1"')
+        runs["bare 304"] = run_process(
+            python_child(sys.executable, BARE_CONDITIONAL_GET_CODE, url, '"v1"')
+        )
+        facts["bare 304"] = runs["bare 304"].stdout.strip()
 
         if reader:
             database = str(folder / "reader.sqlite")
             server.route(FEED_PATH, body=bodies["first"], etag='"v1"')
             runs["reader"] = run_process(python_child(reader, READER_CODE, database, url, "first"))
             facts["reader"] = json.loads(runs["reader"].stdout)
+            unchanged = run_process(python_child(reader, READER_CODE, database, url, "again"))
+            runs["reader 304"], facts["reader 304"] = unchanged, json.loads(unchanged.stdout)
             server.route(FEED_PATH, body=bodies["changed"], etag='"v2"')
             changed = run_process(python_child(reader, READER_CODE, database, url, "again"))
             runs["reader 1%"], facts["reader 1%"] = changed, json.loads(changed.stdout)
@@ -356,7 +372,9 @@ STEPS = {
     "same bytes": ("re-poll, identical body", 0.05, "<"),
     "1% changed": ("re-poll, 1% items changed", 1.1, "<="),
     "reader": ("reader: first update", None, ""),
+    "reader 304": ("reader: update answered 304", None, ""),
     "reader 1%": ("reader: 1% changed update", None, ""),
+    "bare 304": ("bare httpx GET answered 304", None, ""),
 }
 PEAK_TARGET_MB = 120.0
 EXPECTED = {"first": " new", "304": ": 304,", "same bytes": "unchanged", "1% changed": " updated"}
@@ -416,7 +434,16 @@ def report(rounds: list[Round], items: int, body_size: int) -> int:
         note = "" if expected in facts[step] else f"  <- NOT WHAT IS MEASURED: no {expected!r}"
         print(f"  {step}: {facts[step]}{note}")
     if "reader 1%" in facts:
-        print(f"  reader: {facts['reader']}, after the 1% change: {facts['reader 1%']}")
+        print(
+            f"  reader: {facts['reader']}, answered 304: {facts['reader 304']}, "
+            f"after the 1% change: {facts['reader 1%']}"
+        )
+    bare = best["bare 304"].cpu / floor
+    print(
+        f"  bare 304 (status {facts['bare 304']}): a process that only imports httpx and sends "
+        f"one conditional GET costs {bare:.2f}x the floor"
+        + (": the < 0.05x re-poll targets are below it" if bare >= 0.05 else "")
+    )
     print(f"{missed} target(s) missed" if missed else "all targets met")
     return missed
 
