@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import email.utils
 import time
+import weakref
 import zlib
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -115,7 +116,11 @@ class Fetcher:
             trust_env=False,
             transport=GuardedTransport(self.config.allow_private_addresses),
         )
-        self._host_locks: dict[str, asyncio.Lock] = {}
+        # A daemon meets new hosts for ever (whatever articles link to): a host's lock lives
+        # only while a request to it holds or awaits it.
+        self._host_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -248,6 +248,23 @@ def test_one_request_in_flight_per_host(feed_server):
     assert feed_server.max_in_flight == 1
 
 
+def test_a_host_is_forgotten_once_no_request_holds_or_awaits_it(feed_server):
+    feed_server.route("/slow", body=FEED, delay=0.2)
+    hosts = ("127.0.0.1", "localhost")
+
+    async def run():
+        async with Fetcher(CONFIG) as fetcher:
+            urls = [feed_server.url("/slow").replace("127.0.0.1", host) for host in hosts]
+            polls = [asyncio.ensure_future(fetcher.get(url)) for url in urls * 2]
+            await asyncio.sleep(0.1)
+            held = len(fetcher._host_locks)
+            results = await asyncio.gather(*polls)
+            return held, [r.status for r in results], len(fetcher._host_locks)
+
+    held, statuses, left = asyncio.run(run())
+    assert (held, statuses, left) == (2, [200] * 4, 0)
+
+
 def test_retry_after_is_read_from_429_and_503(feed_server):
     before = datetime.now(UTC)
     result = get(feed_server.route("/busy", status=429, retry_after="120"))
