@@ -1021,6 +1021,16 @@ class Capturer:
         self.agent = fetcher.request_headers()["user-agent"]
         self._robots: dict[bool, Any] = {}  # per private_ok: a refused robots.txt is no answer
 
+    def for_config(self, config: Config) -> Capturer:
+        """This capturer under a reloaded config: the hosts' turns and the robots.txt rules
+        carry over, so a reload neither lets a host be asked again before its pause is over
+        nor fetches every robots.txt anew."""
+        reloaded = Capturer(config, self.fetcher)
+        reloaded.pace = self.pace
+        self.pace.interval = config.capture.per_host_interval
+        reloaded._robots = self._robots
+        return reloaded
+
     def robots(self, private_ok: bool):
         from aggregator.capture.robots import RobotsCache
 

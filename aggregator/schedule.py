@@ -241,8 +241,10 @@ class Daemon:
         task = asyncio.current_task()
         self._inflight.add(task)
         try:
-            if self._capturer is None or self._capturer.config is not self.config:
+            if self._capturer is None:
                 self._capturer = Capturer(self.config, self.fetcher)
+            elif self._capturer.config is not self.config:  # reloaded
+                self._capturer = self._capturer.for_config(self.config)
             reports = await self.pipeline.capture_due(
                 self.config,
                 self._capturer,

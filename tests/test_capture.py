@@ -170,6 +170,29 @@ def test_one_request_per_host_per_interval(site):
     assert min(gaps) >= INTERVAL, gaps
 
 
+def test_a_reloaded_config_keeps_each_hosts_turn_and_robots_txt(site):
+    """The daemon makes its capturer again when the config is reloaded: a host asked just
+    before must still get its pause, and its robots.txt is not fetched again."""
+    server, config_path = site
+    config = load(config_path)
+    with Archive(config.archive.database) as archive:
+        pipeline.sync_sources(archive, config)
+        pipeline.fetch_all(archive, config)
+
+        async def one_page_a_config():
+            async with Fetcher(config) as fetcher:
+                capturer = pipeline.Capturer(config, fetcher)
+                for _ in PAGES:
+                    await pipeline.Pipeline(archive).capture_due(config, capturer, limit=1)
+                    capturer = capturer.for_config(load(config_path))
+
+        asyncio.run(one_page_a_config())
+    asked = [r for r in server.requests() if r.path != "/feed.rss"]
+    assert [r.path for r in asked].count("/robots.txt") == 1
+    gaps = [later.time - earlier.time for earlier, later in itertools.pairwise(asked)]
+    assert len(asked) == 4 and min(gaps) >= INTERVAL, gaps
+
+
 def test_a_link_to_a_private_address_is_refused_with_the_setting_off(tmp_path, feed_server):
     serve_site(feed_server)
     config_path = write_config(tmp_path, feed_server, private=False)
