@@ -31,11 +31,20 @@ EXIT_FAILURE = 1
 
 class _Group(click.Group):
     """An expected failure (AggregatorError) is one line on stderr and its exit status;
-    anything else is a bug, said in one line too unless AGGREGATOR_DEBUG is set."""
+    anything else is a bug, said in one line too unless AGGREGATOR_DEBUG is set. A wrong
+    option or argument is one line too, naming the --help to read (click's own is three)."""
+
+    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            _die(_usage_line(exc), exc.exit_code)
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            _die(_usage_line(exc), exc.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except KeyboardInterrupt:
@@ -47,6 +56,12 @@ class _Group(click.Group):
                 raise
             status = exc.exit_status if isinstance(exc, AggregatorError) else EXIT_FAILURE
             _die(_one_line(exc), status)
+
+
+def _usage_line(exc: click.UsageError) -> str:
+    message = " ".join(exc.format_message().split())
+    where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+    return f"error: {message}{where}"
 
 
 def _one_line(exc: Exception) -> str:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import click
+import pytest
 
 from aggregator import config as config_module
 from aggregator.cli import cli
@@ -122,6 +123,22 @@ def test_other_errors_are_one_line_and_non_zero(project, tmp_path):
     assert "1 new" in ok.stdout
     missing = project.cli("items", "--feed", "nope", check=False)
     assert missing.returncode == 1 and 'no feed "nope"' in missing.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("items", "--limit", "0"), "error: Invalid value for '--limit': 0 is not in the range"),
+        (("explain",), "error: Missing argument 'ITEM'. (see 'aggregator explain --help')"),
+        (("sources", "import", "none.opml"), "(see 'aggregator sources import --help')"),
+        (("nosuch",), "error: No such command 'nosuch'. (see 'aggregator --help')"),
+        (("--bogus", "items"), "error: No such option '--bogus'. (see 'aggregator --help')"),
+    ],
+)
+def test_a_wrong_option_or_argument_is_one_line_naming_the_help(project, args, said):
+    result = project.cli(*args, check=False)
+    assert result.returncode == 2
+    assert said in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 def test_check_config_prints_a_summary(project):
