@@ -24,6 +24,7 @@ MAX_RESULTS = 50  # a search answers with the best matches, not the archive
 DEFAULT_RESULTS = 20
 RAW_PREFIX = "fts:"
 _TOKEN = re.compile(r'(-?)"([^"]*)"?|(\S+)')
+OPERATORS = ("OR", "NOT", "AND")
 _EDGE_PUNCTUATION = ".,;:!?()[]{}<>«»“”‘’'"
 
 
@@ -51,8 +52,18 @@ def parse_query(typed: str) -> Query:
         return Query(text, raw, True)
     fts = plain_to_fts(text)
     if not fts:
-        raise QueryError(f"search: nothing to look for in {text!r}: only punctuation")
+        raise QueryError(f"search: nothing to look for in {text!r}: {_why_empty(text)}")
     return Query(text, fts, False)
+
+
+def _why_empty(text: str) -> str:
+    """Why a plain query left no term to search for."""
+    words = [match.group(2) or match.group(3) for match in _TOKEN.finditer(text)]
+    if any(char.isalnum() for word in words if word not in OPERATORS for char in word):
+        return "an excluded word needs a word to find beside it (as in: NATO -Russia)"
+    if any(word in OPERATORS for word in words):
+        return "AND, OR and NOT join words; they are not words to find"
+    return "only punctuation"
 
 
 def plain_to_fts(text: str) -> str:
@@ -61,7 +72,7 @@ def plain_to_fts(text: str) -> str:
     pending = ""  # an operator waiting for the term after it
     for match in _TOKEN.finditer(text):
         negated, phrase, word = match.group(1), match.group(2), match.group(3)
-        if word in ("OR", "NOT", "AND"):
+        if word in OPERATORS:
             pending = word if terms else ""
             continue
         if word is not None and word.startswith("-") and len(word) > 1:
