@@ -4,6 +4,7 @@ restored, pruned, and readable without this program."""
 from __future__ import annotations
 
 import ast
+import concurrent.futures
 import contextlib
 import gzip
 import hashlib
@@ -16,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -460,6 +462,27 @@ def test_names_resolve_by_unique_prefix(folders):
         snap.resolve(folders["snapshots"], "nope")
     with pytest.raises(snap.SnapshotError, match="already exists"):
         make(folders, clock=lambda: START, label="a")
+
+
+def test_a_name_being_written_is_not_taken_by_a_second_create_in_either_form(folders):
+    """Two creates in one second: the second is refused at once, whether it writes a
+    folder or a .tar.gz, and the first completes; one snapshot of that name, never two."""
+    halfway, go_on = threading.Event(), threading.Event()
+
+    def stall(stage: str, done: int, total: int) -> None:
+        halfway.set()
+        go_on.wait(10)
+
+    first = concurrent.futures.ThreadPoolExecutor(1).submit(
+        make, folders, clock=lambda: START, label="y", progress=stall
+    )
+    assert halfway.wait(10)
+    for tar in (True, False):
+        with pytest.raises(snap.SnapshotError, match="already exists"):
+            make(folders, clock=lambda: START, label="y", tar=tar)
+    go_on.set()
+    made = first.result(timeout=30)
+    assert [s.path for s in snap.list_snapshots(folders["snapshots"])] == [made.path]
 
 
 # --- restore -----------------------------------------------------------------------------------

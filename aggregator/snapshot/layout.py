@@ -9,6 +9,7 @@ one `<name>.tar.gz`. Anything else in the snapshots folder is not a snapshot: te
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -100,6 +101,39 @@ def resolve(snapshots: Path, name: str) -> Path:
         raise SnapshotError(f'no snapshot "{name}" in {snapshots}')
     shown = ", ".join(base_name(path) for path in matches)
     raise SnapshotError(f'"{name}" matches several snapshots: {shown}')
+
+
+def claim(snapshots: Path, name: str) -> Path:
+    """The temporary folder to write snapshot `name` in, unless a snapshot of that name
+    exists in either form or a live process is writing one: checked and claimed under a
+    lock, so two creates in one second (a folder and a .tar.gz) cannot both take a name."""
+    snapshots.mkdir(parents=True, exist_ok=True)
+    folder = os.open(snapshots, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)  # the folder itself: no lock file left behind
+        if taken(snapshots, name) or _being_written(snapshots, name):
+            raise SnapshotError(f"snapshot {name} already exists; wait a second or give a --label")
+        return temporary_folder(snapshots, name)
+    finally:
+        os.close(folder)  # and with it the lock
+
+
+def _being_written(snapshots: Path, name: str) -> bool:
+    own = re.compile(re.escape(f"{TEMP_PREFIX}{name}-") + r"(\d+)-")
+    return any(
+        (match := own.match(path.name)) and alive(int(match.group(1)))
+        for path in snapshots.iterdir()
+    )
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def temporary_folder(snapshots: Path, name: str) -> Path:

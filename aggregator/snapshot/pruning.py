@@ -7,7 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
-from aggregator.snapshot.layout import TEMP_PREFIX, SnapshotError, base_name, entries
+from aggregator.snapshot.layout import TEMP_PREFIX, SnapshotError, alive, base_name, entries
 
 _TEMP = re.compile(r"^\.tmp-.*-(\d+)-[a-z0-9_]+(?:\.tar\.gz)?$")  # the PID is the group
 
@@ -41,15 +41,5 @@ def _stale_temporaries(snapshots: Path) -> list[Path]:
     return [
         path
         for path in snapshots.iterdir()
-        if (match := _TEMP.match(path.name)) and not _alive(int(match.group(1)))
+        if (match := _TEMP.match(path.name)) and not alive(int(match.group(1)))
     ]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -35,12 +35,11 @@ from aggregator.snapshot.layout import (
     Progress,
     SnapshotError,
     SnapshotInfo,
+    claim,
     info,
     quiet,
     relative_files,
     snapshot_name,
-    taken,
-    temporary_folder,
 )
 from aggregator.snapshot.pages import copy_pages
 from aggregator.store import Archive
@@ -65,10 +64,7 @@ def create(
     created = clock()
     name = snapshot_name(created, label)
     final = snapshots / (name + TAR_SUFFIX if tar else name)
-    if taken(snapshots, name):
-        raise SnapshotError(f"snapshot {name} already exists; wait a second or give a --label")
-    snapshots.mkdir(parents=True, exist_ok=True)
-    work = temporary_folder(snapshots, name)
+    work = claim(snapshots, name)
     try:
         folder = work / name
         folder.mkdir()
