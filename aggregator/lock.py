@@ -33,8 +33,11 @@ class LockHeld(AggregatorError):
     def __init__(self, database: Path | str, pid: int | None, holder: str = DAEMON):
         self.database, self.pid, self.holder = Path(database), pid, holder
         who = f"pid {pid}" if pid else "pid unknown"
-        what = "another daemon" if holder == DAEMON else f"aggregator {holder}"
-        super().__init__(f"archive {database} is in use by {what} ({who})")
+        what = "the daemon" if holder == DAEMON else f"aggregator {holder}"
+        message = f"archive {database} is in use by {what} ({who})"
+        if holder == DAEMON and pid:  # what to do instead: the daemon does the work itself
+            message += f"; it polls and publishes on its own, and `kill -HUP {pid}` reloads config"
+        super().__init__(message)
 
 
 def lock_path(database: Path | str) -> Path:

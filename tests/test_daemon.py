@@ -207,7 +207,8 @@ def test_a_second_daemon_on_the_same_archive_refuses_to_start(project, feed_serv
     fetch = project.cli("fetch", check=False)
     assert fetch.returncode == 1 and fetch.stdout == ""
     assert fetch.stderr == (
-        f"error: archive {project.database} is in use by another daemon (pid {first.proc.pid})\n"
+        f"error: archive {project.database} is in use by the daemon (pid {first.proc.pid}); it "
+        f"polls and publishes on its own, and `kill -HUP {first.proc.pid}` reloads config\n"
     )
     assert first.stop() == 0
 

@@ -48,7 +48,8 @@ def test_a_second_process_is_refused_with_the_holders_pid(database):
             ArchiveLock(database).acquire()
         assert refused.value.pid == child.pid
         assert str(refused.value) == (
-            f"archive {database} is in use by another daemon (pid {child.pid})"
+            f"archive {database} is in use by the daemon (pid {child.pid}); it polls and "
+            f"publishes on its own, and `kill -HUP {child.pid}` reloads config"
         )
     finally:
         child.kill()
@@ -140,8 +141,9 @@ def test_one_off_writers_refuse_while_the_lock_is_held_and_change_nothing(projec
             out, err = proc.communicate(timeout=60)
             assert proc.returncode == 1, (args, out, err)
             assert err == (
-                f"error: archive {project.database} is in use by another daemon "
-                f"(pid {holding.pid})\n"
+                f"error: archive {project.database} is in use by the daemon "
+                f"(pid {holding.pid}); it polls and publishes on its own, and "
+                f"`kill -HUP {holding.pid}` reloads config\n"
             ), args
         assert project.database.read_bytes() == database
         assert sorted(p.name for p in project.root.rglob("*")) == before

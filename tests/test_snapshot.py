@@ -613,8 +613,9 @@ def test_restore_is_refused_while_a_daemon_holds_the_lock(project, config):
         result = project.cli("snapshot", "restore", made.name, check=False)
         assert result.returncode == 1
         assert result.stderr.strip() == (
-            f"error: archive {config.archive.database} is in use by another daemon "
-            f"(pid {daemon.pid})"
+            f"error: archive {config.archive.database} is in use by the daemon "
+            f"(pid {daemon.pid}); it polls and publishes on its own, and "
+            f"`kill -HUP {daemon.pid}` reloads config"
         )
         assert config.archive.database.read_bytes() == before
     finally:
