@@ -14,7 +14,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-import sqlite3
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -134,7 +133,7 @@ def create_app(config: Config) -> Starlette:
             reference = item_reference(request.query_params.get("id", ""))
             with Archive(config.archive.database, readonly=True) as archive:
                 item = archive.find_item(reference)
-        except (ArchiveError, SearchError, sqlite3.Error):
+        except (ArchiveError, SearchError):
             item = None
         pages_of = _item_pages(config, [item] if item else [])
         if item is None or item.id not in pages_of:
@@ -202,7 +201,7 @@ def _index_data(
                 if feed
                 else []
             )
-    except (ArchiveError, sqlite3.Error) as exc:
+    except ArchiveError as exc:
         return [], {}, {}, str(exc)
     return items, titles, sizes, None
 
@@ -218,7 +217,7 @@ def _search(
         with Archive(config.archive.database, readonly=True) as archive, archive.consistent_read():
             results = archive.search_snippets(fts, MAX_RESULTS, newest_first=newest_first)
             sources = archive.list_sources(include_seed=True)
-    except (ArchiveError, sqlite3.Error) as exc:
+    except ArchiveError as exc:
         raise SearchError(f"search: the archive cannot be read right now ({exc})") from None
     return results, {s.id: (s if states else s.title) for s in sources}
 

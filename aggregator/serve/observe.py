@@ -10,7 +10,6 @@ cannot be read, the last publish failed, or a publish has been owed longer than
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -37,7 +36,7 @@ class ArchiveView:
 
 
 def read_archive(config: Config) -> ArchiveView:
-    """Raises ArchiveError or sqlite3.Error when the archive cannot be read."""
+    """Raises ArchiveError when the archive cannot be read."""
     with Archive(config.archive.database, readonly=True) as archive:
         counts = {"total": archive.count_items()}
         counts.update((origin.value, archive.count_items(origin)) for origin in Origin)
@@ -64,7 +63,7 @@ def health(config: Config, now: datetime) -> tuple[int, dict]:
     path = config.archive.database
     try:
         view = read_archive(config)
-    except (ArchiveError, sqlite3.Error) as exc:
+    except ArchiveError as exc:
         reason = str(exc).replace(f"{path}: ", "")  # no file system paths on a public page
         return 503, {"status": "unavailable", "error": f"archive: {reason}"}
     status = publish_health(view.publish, now, config.server.publish_overdue)
@@ -86,7 +85,7 @@ class _ArchiveCollector:
     def collect(self):
         try:
             view = read_archive(self.config)
-        except (ArchiveError, sqlite3.Error):
+        except ArchiveError:
             yield _gauge("aggregator_archive_up", "1 when the archive can be read", 0)
             return
         yield _gauge("aggregator_archive_up", "1 when the archive can be read", 1)
