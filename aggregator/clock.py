@@ -1,8 +1,9 @@
 """One clock and one way to write a moment.
 
 Every moment the program keeps or shows is timezone-aware UTC; the archive, the command
-line, logs and JSON write it as ISO 8601 to the second with a Z
-(`2026-11-23T10:30:00Z`). A moment that is not there prints as "-" in text and as null
+line, text logs and JSON write it as ISO 8601 to the second with a Z
+(`2026-11-23T10:30:00Z`); JSON log lines add milliseconds, so that log tools order the lines
+of one second. A moment that is not there prints as "-" in text and as null
 in JSON (`stamp(None)` and `stamp(None, None)`).
 """
 

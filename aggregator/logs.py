@@ -11,22 +11,24 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from aggregator.clock import stamp
+
 LOGGER_NAME = "aggregator"
 
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        stamp = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        when = stamp(datetime.fromtimestamp(record.created, UTC))
         fields = " ".join(f"{k}={_text(v)}" for k, v in getattr(record, "fields", {}).items())
-        line = f"{stamp} {record.levelname.lower():<7} {record.getMessage()}"
+        line = f"{when} {record.levelname.lower():<7} {record.getMessage()}"
         return f"{line} {fields}".rstrip()
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        stamp = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+        when = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
         body = {
-            "time": stamp.replace("+00:00", "Z"),
+            "time": when.replace("+00:00", "Z"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

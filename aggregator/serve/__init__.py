@@ -14,7 +14,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -30,7 +29,8 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from aggregator.clock import now_to_the_second
+from aggregator import clock
+from aggregator.clock import now_to_the_second, stamp
 from aggregator.config import Config
 from aggregator.errors import SearchError, UsageError
 from aggregator.models import FeedSize, Item, SearchResult
@@ -85,9 +85,9 @@ def create_app(config: Config) -> Starlette:
     slugs = frozenset(feed.slug for feed in config.feeds)
     files = FeedFiles(server.feeds_dir, slugs, server.cache_max_age)
     opml = represent(
-        pages.opml(config, time.time()),
+        pages.opml(config, clock.now().timestamp()),
         b"text/x-opml; charset=utf-8",
-        time.time(),
+        clock.now().timestamp(),
         server.cache_max_age,
     )
 
@@ -124,7 +124,9 @@ def create_app(config: Config) -> Starlette:
         body = searchfeeds.render(kind, info, [r.item for r in results], states, searched)
         # Last-Modified is now: an older item can join the results, so the newest date
         # would not tell a change; the ETag (of the bytes) answers conditional requests.
-        rep = represent(body, searchfeeds.CONTENT_TYPES[kind], time.time(), SEARCH_MAX_AGE)
+        rep = represent(
+            body, searchfeeds.CONTENT_TYPES[kind], clock.now().timestamp(), SEARCH_MAX_AGE
+        )
         return _conditional(request, rep)
 
     def item_lookup(request: Request) -> Response:
@@ -141,7 +143,7 @@ def create_app(config: Config) -> Starlette:
         return RedirectResponse(pages.item_page_href(item.id), 303, headers=_NO_STORE)
 
     def healthz(request: Request) -> Response:
-        status, payload = observe.health(config, datetime.now(UTC))
+        status, payload = observe.health(config, clock.now())
         if payload["status"] != "unavailable":
             payload["feeds"] = _published(config)
         return JSONResponse(payload, status, headers=_NO_STORE)
@@ -252,7 +254,7 @@ def _published(config: Config) -> dict[str, str | None]:
         except OSError:
             result[feed.slug] = None
         else:
-            result[feed.slug] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(mtime))
+            result[feed.slug] = stamp(datetime.fromtimestamp(mtime, UTC))
     return result
 
 

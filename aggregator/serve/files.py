@@ -18,12 +18,12 @@ import hashlib
 import os
 import re
 import stat
-import time
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from functools import lru_cache
 from pathlib import Path
 
+from aggregator import clock
 from aggregator.serve.pages import NOT_FOUND_HTML, html_headers
 
 CONTENT_TYPES = {
@@ -153,7 +153,7 @@ def _entity_tags(header: bytes) -> frozenset[bytes]:
 def not_modified_since(header: bytes, modified: int) -> bool:
     since = _http_date(header)
     # a date in the future is a client's clock error, not a promise: ignore it
-    return since is not None and modified <= since <= time.time()
+    return since is not None and modified <= since <= clock.now().timestamp()
 
 
 @lru_cache(maxsize=512)

@@ -14,6 +14,7 @@ from html import escape
 from pathlib import Path
 from urllib.parse import urlencode
 
+from aggregator.clock import stamp
 from aggregator.config import Config, FeedConfig
 from aggregator.html import CSP, page
 from aggregator.models import FeedSize, Item, Precision, PublishState, SearchResult, SourceState
@@ -148,8 +149,7 @@ def _item_li(
         title = f'<span class="title">{title}</span>'
     source = escape(titles.get(item.source_id, item.source_id))
     when = _show_date(item.published, item.precision)
-    stamp = item.published.strftime("%Y-%m-%dT%H:%M:%SZ")
-    meta = f'<time datetime="{stamp}">{when}</time> · {source}'
+    meta = f'<time datetime="{stamp(item.published)}">{when}</time> · {source}'
     if has_page and original:
         meta += f' · <a href="{escape(original)}">original</a>'
     snippet = f'<br><span class="passage">{passage}</span>' if passage else ""
@@ -340,4 +340,4 @@ def _source_health(source: SourceState) -> dict:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+    return stamp(value, None)
