@@ -73,7 +73,7 @@ def test_article_without_date_line_takes_the_first_date_in_its_text():
 
 
 def test_article_without_any_date_is_refused():
-    with pytest.raises(ValueError, match="no publication date"):
+    with pytest.raises(SeedError, match="no publication date"):
         parse_seed_text("A title\nNo dates in here at all.")
 
 
@@ -134,14 +134,14 @@ def test_listing_with_a_given_capture_time_has_minute_precision():
 
 def test_listing_with_only_ages_needs_a_reference_date():
     text = "First story\n\n2 days ago\nNo date here.\n\nSecond story\n\n1 week ago\nNone either.\n"
-    with pytest.raises(ValueError, match="--reference-date"):
+    with pytest.raises(SeedError, match="--reference-date"):
         parse_seed_text(text)
     entries = parse_seed_text(text, reference="2024-01-10")
     assert [e.published for e in entries] == [day("2024-01-08"), day("2024-01-03")]
 
 
 def test_bad_reference_date_and_unreadable_file(tmp_path):
-    with pytest.raises(ValueError, match="reference date must look like"):
+    with pytest.raises(SeedError, match="reference date must look like"):
         parse_seed_text("Story\n\n2 days ago\nText.\n", reference="last tuesday")
     path = tmp_path / "bad.txt"
     path.write_bytes(b"\xff\xfe\x00garbage")

@@ -38,7 +38,7 @@ WRAP_WIDTH = 100
 
 
 class SeedError(UsageError):
-    """A seed file that cannot be read as either format; str() names the file."""
+    """A seed file that cannot be read as either format; read_seed_file's names the file."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +63,7 @@ def read_seed_file(path: Path, reference: str | None = None) -> list[Entry]:
         raise SeedError(f"{path}: cannot read: {exc}") from None
     try:
         return parse_seed_text(text, reference)
-    except ValueError as exc:
+    except SeedError as exc:
         raise SeedError(f"{path}: {exc}") from None
 
 
@@ -80,14 +80,14 @@ def parse_seed_text(text: str, reference: str | None = None) -> list[Entry]:
 def parse_article(lines: list[str]) -> Entry:
     rest = _strip_blank(lines)
     if not rest:
-        raise ValueError("empty file")
+        raise SeedError("empty file")
     title, rest = rest[0].strip(), rest[1:]
     published_day, updated, rest = _article_dates(rest)
     body = "\n".join(rest).strip()
     if published_day is None:
         published_day = dates.first_explicit_date(body)
     if published_day is None:
-        raise ValueError("no publication date: neither a date line nor a date in the text")
+        raise SeedError("no publication date: neither a date line nor a date in the text")
     published = dates.at_noon(published_day)
     return _entry(title, body, published, max(updated or published, published), Precision.DAY)
 
@@ -118,7 +118,7 @@ def _article_dates(lines: list[str]) -> tuple[date | None, datetime | None, list
 def parse_listing(lines: list[str], reference: str | None = None) -> list[Entry]:
     blocks = _blocks(lines)
     if not blocks:
-        raise ValueError("a listing capture with no titled items")
+        raise SeedError("a listing capture with no titled items")
     ref, ref_has_time = _reference(blocks, reference)
     return [_listing_entry(block, ref, ref_has_time) for block in blocks]
 
@@ -164,7 +164,10 @@ def _summary(lines: list[str], start: int, ages: dict) -> str:
 
 def _reference(blocks: list[_Block], given: str | None) -> tuple[datetime | None, bool]:
     if given:
-        return dates.parse_reference(given)
+        try:
+            return dates.parse_reference(given)
+        except ValueError as exc:  # what the person typed: the one reason it says
+            raise SeedError(str(exc)) from None
     votes = Counter(
         block.explicit + block.age.delta
         for block in blocks
@@ -175,7 +178,7 @@ def _reference(blocks: list[_Block], given: str | None) -> tuple[datetime | None
         return dates.at_noon(day), False
     if all(block.explicit for block in blocks):
         return None, False
-    raise ValueError(
+    raise SeedError(
         "relative ages need a reference date and no item carries an explicit date "
         "to infer it from; pass --reference-date YYYY-MM-DD (the day the page was captured)"
     )
