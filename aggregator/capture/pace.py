@@ -16,9 +16,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from aggregator.config import CAPTURE
 from aggregator.fetch import host_key
 
-DEFAULT_INTERVAL = 2.0  # seconds between two requests to one host
+DEFAULT_INTERVAL: float = CAPTURE["per_host_interval"].default  # seconds, host to host
 MAX_HOSTS = 1000  # hosts remembered before the idle ones are forgotten
 
 # Statuses a retry will not change: the page is not there, or not for us (451).
@@ -77,7 +78,7 @@ class _Host:
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    max_attempts: int = 4  # the capture is given up after this many failures
+    max_attempts: int = CAPTURE["max_attempts"].default  # failures before it is given up
     first_delay: float = 15 * 60.0  # seconds after the first failure; doubles with each
     max_delay: float = 24 * 3600.0
 

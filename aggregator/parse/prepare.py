@@ -31,7 +31,9 @@ import itertools
 import re
 from dataclasses import dataclass
 
-DEFAULT_MAX_ENTRIES = 5000  # fetch.max_entries' default
+from aggregator.config import FETCH
+
+DEFAULT_MAX_ENTRIES: int = FETCH["max_entries"].default  # for callers without a config
 MAX_TAGS = 500_000  # start and end tags: 8 s of feedparser at most (16 us for <a/>)
 MAX_ATTRIBUTES = 100  # on one element
 MAX_PREFIXES = 100  # distinct namespace prefixes declared in a document
