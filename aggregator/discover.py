@@ -38,17 +38,6 @@ class Candidate:
     how: str = "advertised"  # advertised (<link>), linked (<a>), usual (a usual path)
 
 
-@dataclass(frozen=True, slots=True)
-class Found:
-    """A candidate that answered with a feed."""
-
-    url: str
-    title: str
-    kind: str  # the format read: rss20, atom10, json11, ...
-    items: int
-    how: str
-
-
 def advertised(
     body: bytes, page_url: str, headers: Mapping[str, str] | None = None
 ) -> list[Candidate]:

@@ -21,9 +21,9 @@ import email.utils
 import time
 import weakref
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urljoin, urlsplit
 
@@ -32,6 +32,7 @@ import httpx
 from aggregator import __version__
 from aggregator.config import Config, FetchConfig
 from aggregator.errors import SourceError
+from aggregator.models import FetchResult
 from aggregator.netguard import PRIVATE_OK, GuardedTransport, TargetRefused
 
 MAX_REDIRECTS = 5
@@ -47,39 +48,6 @@ ACCEPT = (
 ACCEPT_ENCODING = "gzip, deflate, br"
 # A server that trickles one byte per read timeout would hold the host's lock forever.
 DEADLINE_READS = 4  # a whole response may take connect_timeout + this many read timeouts
-
-
-@dataclass(frozen=True, slots=True)
-class FetchResult:
-    url: str  # what was asked for
-    status: int | None = None  # None when no HTTP answer arrived
-    final_url: str = ""  # after redirects
-    headers: Mapping[str, str] = field(default_factory=dict)  # names lower-cased
-    body: bytes = b""  # decompressed
-    elapsed: float = 0.0  # seconds
-    error: str | None = None  # network failure, cap, bad redirect: one line
-    # The URL, or a redirect's, is one we never fetch (not http(s), or a private address
-    # where that is not allowed): the error, which asking again would get again.
-    refused: str | None = None
-    permanent_url: str | None = None  # where 301/308 moved the resource, once it answered
-    retry_after: datetime | None = None
-    not_modified: bool = False
-    gone: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and self.status is not None and 200 <= self.status < 300
-
-    def looks_like_html(self) -> bool:
-        """A web page: declared as HTML or XHTML, declared as nothing, or starting as an
-        HTML document whatever it was declared as (servers label pages text/plain too)."""
-        kind = self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if kind in HTML_TYPES or not kind:
-            return True
-        return self.body[:512].lstrip().lower().startswith((b"<!doctype html", b"<html"))
-
-
-HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
 def user_agent(contact: str) -> str:

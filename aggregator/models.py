@@ -2,13 +2,18 @@
 
 Each stage takes and returns these, never dicts: `parse` makes `Entry` values, `dedupe`
 turns them into `Intent` values, `store` persists intents and hands back `Item` values.
+What a stage hands the next (a fetch's result, a parsed feed, a poll's or a publish's
+report, a publish debt) lives here too, so that `store` and the stages share these types
+without importing each other.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 
@@ -383,3 +388,165 @@ class CaptureReport:
     stored: bool = False  # the article became the item's new revision
     characters: int = 0  # of the article's text, when one was found
     not_modified: bool = False
+
+
+# --- what one stage hands the next: fetch, parse, poll, publish, discover ---------------------
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    url: str  # what was asked for
+    status: int | None = None  # None when no HTTP answer arrived
+    final_url: str = ""  # after redirects
+    headers: Mapping[str, str] = field(default_factory=dict)  # names lower-cased
+    body: bytes = b""  # decompressed
+    elapsed: float = 0.0  # seconds
+    error: str | None = None  # network failure, cap, bad redirect: one line
+    # The URL, or a redirect's, is one we never fetch (not http(s), or a private address
+    # where that is not allowed): the error, which asking again would get again.
+    refused: str | None = None
+    permanent_url: str | None = None  # where 301/308 moved the resource, once it answered
+    retry_after: datetime | None = None
+    not_modified: bool = False
+    gone: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.status is not None and 200 <= self.status < 300
+
+    def looks_like_html(self) -> bool:
+        """A web page: declared as HTML or XHTML, declared as nothing, or starting as an
+        HTML document whatever it was declared as (servers label pages text/plain too)."""
+        kind = self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if kind in HTML_TYPES or not kind:
+            return True
+        return self.body[:512].lstrip().lower().startswith((b"<!doctype html", b"<html"))
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFeed:
+    entries: list[Entry]
+    title: str = ""
+    link: str | None = None
+    bozo: str | None = None  # what feedparser found wrong in a document it still read
+    version: str = ""  # feedparser's name of the format: rss20, atom10, ...
+    dropped: int = 0  # entries not read: over max_entries, or past the tag budget
+    unreadable: int = 0  # entries read that could not be converted, and were left out
+    note: str | None = None  # one line on the dropped and unreadable entries, for people
+    # The digest of each of `entries`, for the next poll to leave it unread if its bytes
+    # are the same; None: the document was read whole, and none can be left unread.
+    entry_digests: tuple[bytes, ...] | None = None
+    unread: frozenset[bytes] = frozenset()  # known digests of entries left unread
+    known: int = 0  # entries left unread
+
+
+@dataclass(frozen=True, slots=True)
+class PollReport:
+    source_id: str
+    url: str
+    status: int | None = None
+    bytes: int = 0
+    new: int = 0
+    updated: int = 0
+    duration: float = 0.0  # seconds, fetch to stored
+    next_poll: datetime | None = None
+    error: str | None = None  # the poll failed: why
+    item_ids: tuple[int, ...] = ()  # new or changed items
+    skipped: bool = False  # not polled (backing off, gone, disabled): `note` says why
+    note: str | None = None  # why it was skipped, or a problem in a feed still ingested
+    unchanged: bool = False  # 304, or the same bytes as last time: nothing was parsed
+
+
+@dataclass(frozen=True, slots=True)
+class PublishDebt:
+    marks: int  # the marks so far: what a publish that begins now covers
+    unsettled: int  # of those, the ones no successful publish has covered
+
+
+NOT_XML_TEXT = "not_xml_text"
+EMPTY_TITLE = "empty_title"
+RENDER_ERROR = "render_error"
+LEFT_OUT_REASONS = {  # the label metrics count by -> what a log line says
+    NOT_XML_TEXT: "text XML cannot hold",
+    EMPTY_TITLE: "empty title",
+    RENDER_ERROR: "the renderer failed",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LeftOut:
+    """An item a document was published without."""
+
+    item_id: int
+    reason: str  # one of LEFT_OUT_REASONS
+    detail: str  # what the renderer said, on one line
+    documents: tuple[Path, ...] = ()  # the documents published without it (filled in by publish)
+
+    @property
+    def explained(self) -> str:
+        return f"{LEFT_OUT_REASONS[self.reason]} ({self.detail})"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedResult:
+    slug: str
+    entries: int  # in the subscription documents
+    months: int  # archive documents
+    written: tuple[Path, ...]  # files whose bytes changed
+    unchanged: int  # files left as they were
+    removed: tuple[Path, ...] = ()  # archive months that no longer have items
+    left_out: tuple[LeftOut, ...] = ()  # items some of its documents were published without
+
+
+@dataclass(frozen=True, slots=True)
+class FeedFailure:
+    """A feed none or only some of whose documents could be written."""
+
+    slug: str
+    error: str  # one line
+
+
+@dataclass(frozen=True, slots=True)
+class PagesResult:
+    """What a run did to the item pages."""
+
+    written: tuple[Path, ...] = ()
+    unchanged: int = 0
+    removed: tuple[Path, ...] = ()  # pages of items the archive no longer has
+    error: str | None = None  # why they could not all be written, on one line
+
+
+@dataclass(frozen=True, slots=True)
+class PublishReport:
+    written: tuple[Path, ...]  # feed documents and item pages
+    unchanged: int
+    removed: tuple[Path, ...] = ()
+    feeds: tuple[FeedResult, ...] = ()  # the feeds that published
+    finished: datetime | None = None  # when the run ended; never written into a document
+    left_out: tuple[LeftOut, ...] = ()  # each item left out of some document, once
+    failed: tuple[FeedFailure, ...] = ()  # the feeds that did not publish
+    pages: PagesResult = PagesResult()
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and self.pages.error is None
+
+    def failure(self) -> str:
+        """What failed, on one line (for a PublishError and the archive's publish state)."""
+        failed = [f"feed {f.slug}: {f.error}" for f in self.failed]
+        if self.pages.error:
+            failed.append(f"item pages: {self.pages.error}")
+        return "; ".join(failed)
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A discovery candidate that answered with a feed."""
+
+    url: str
+    title: str
+    kind: str  # the format read: rss20, atom10, json11, ...
+    items: int
+    how: str

@@ -40,7 +40,7 @@ from aggregator.clock import now as utc_now
 from aggregator.clock import now_to_the_second
 from aggregator.config import Config, FeedConfig, Selectors, SourceConfig
 from aggregator.errors import SourceError, UsageError
-from aggregator.fetch import Fetcher, FetchResult, host_key
+from aggregator.fetch import Fetcher, host_key
 from aggregator.logs import event
 from aggregator.models import (
     Action,
@@ -51,25 +51,28 @@ from aggregator.models import (
     CaptureState,
     Entry,
     FetchLogEntry,
+    FetchResult,
+    Found,
     Identity,
     IngestCounts,
     Intent,
     KnownEntry,
     Origin,
+    ParsedFeed,
     PollOutcome,
+    PollReport,
+    PublishDebt,
+    PublishReport,
     SourceSpec,
     SourceState,
 )
 from aggregator.parse import parse_document
-from aggregator.poll import PollReport, body_hash, outcome_label, skip_reason, source_outcome
+from aggregator.poll import body_hash, outcome_label, skip_reason, source_outcome
 from aggregator.store import Archive, ArchiveError
-from aggregator.store.publishing import PublishDebt
 from aggregator.store.sources import SEED_SOURCE_ID
 
 if TYPE_CHECKING:
-    from aggregator.discover import Candidate, Found
-    from aggregator.parse.feed import ParsedFeed
-    from aggregator.publish import PublishReport
+    from aggregator.discover import Candidate
 
 DEFAULT_INTERVAL = 1800.0  # for a source the archive knows but config no longer lists
 RULES_HASH_KEY = "classify.rules_hash"  # meta key: the rules the stored scores came from
@@ -942,7 +945,6 @@ async def _feeds_among(
 
 
 def _read_as_feed(answer: FetchResult, candidate: Candidate, config: Config) -> Found | None:
-    from aggregator.discover import Found
     from aggregator.parse.feed import FeedError
 
     try:

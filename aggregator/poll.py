@@ -9,31 +9,12 @@ runs the poll itself.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from datetime import datetime
 from http import HTTPStatus
 
 from aggregator.clock import stamp
-from aggregator.fetch import FetchResult, next_poll
-from aggregator.models import PollOutcome, SourceState
-
-
-@dataclass(frozen=True, slots=True)
-class PollReport:
-    source_id: str
-    url: str
-    status: int | None = None
-    bytes: int = 0
-    new: int = 0
-    updated: int = 0
-    duration: float = 0.0  # seconds, fetch to stored
-    next_poll: datetime | None = None
-    error: str | None = None  # the poll failed: why
-    item_ids: tuple[int, ...] = ()  # new or changed items
-    skipped: bool = False  # not polled (backing off, gone, disabled): `note` says why
-    note: str | None = None  # why it was skipped, or a problem in a feed still ingested
-    unchanged: bool = False  # 304, or the same bytes as last time: nothing was parsed
-
+from aggregator.fetch import next_poll
+from aggregator.models import FetchResult, PollOutcome, PollReport, SourceState
 
 # --- decisions ----------------------------------------------------------------------------
 

@@ -17,11 +17,11 @@ from aggregator.fetch import (
     Decoder,
     Fetcher,
     FetchError,
-    FetchResult,
     backoff_delay,
     next_poll,
     parse_retry_after,
 )
+from aggregator.models import FetchResult
 
 CAP = 200_000
 CONFIG = FetchConfig(

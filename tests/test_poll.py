@@ -14,7 +14,7 @@ import pytest
 
 from aggregator import pipeline
 from aggregator.config import load
-from aggregator.models import Origin
+from aggregator.models import Origin, PollReport
 from aggregator.store import Archive
 from aggregator.store.items import ItemsMixin
 from tests.conftest import FIXTURES, ROOT, SEEDS, table_counts
@@ -57,7 +57,7 @@ class Setup:
     def serve(self, *steps: Route, **kwargs) -> None:
         self.server.route("/nato.rss", *steps, **kwargs)
 
-    def poll(self, force: bool = True) -> pipeline.PollReport:
+    def poll(self, force: bool = True) -> PollReport:
         (report,) = pipeline.poll_all(self.config, self.archive, NATO, force=force)
         return report
 

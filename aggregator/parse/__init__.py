@@ -4,12 +4,9 @@ listing pages (CSS selectors) and seed files."""
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING
 
+from aggregator.models import ParsedFeed
 from aggregator.parse.prepare import DEFAULT_MAX_ENTRIES
-
-if TYPE_CHECKING:  # importing a stage module here would load feedparser for every parse.*
-    from aggregator.parse.feed import ParsedFeed
 
 
 def parse_document(

@@ -51,7 +51,7 @@ from urllib.parse import urljoin, urlsplit
 
 from aggregator import __version__
 from aggregator.errors import SourceError
-from aggregator.models import Entry, Precision
+from aggregator.models import Entry, ParsedFeed, Precision
 from aggregator.parse import dates, prepare
 from aggregator.parse.prepare import DEFAULT_MAX_ENTRIES
 from aggregator.parse.sanitize import html_to_text, sanitize_html, sanitized_html_to_text
@@ -79,23 +79,6 @@ ENTRY_RULES = "entries-3"
 
 class FeedError(SourceError, ValueError):
     """The bytes are not a feed we can read; str() is the one-line reason."""
-
-
-@dataclass(frozen=True, slots=True)
-class ParsedFeed:
-    entries: list[Entry]
-    title: str = ""
-    link: str | None = None
-    bozo: str | None = None  # what feedparser found wrong in a document it still read
-    version: str = ""  # feedparser's name of the format: rss20, atom10, ...
-    dropped: int = 0  # entries not read: over max_entries, or past the tag budget
-    unreadable: int = 0  # entries read that could not be converted, and were left out
-    note: str | None = None  # one line on the dropped and unreadable entries, for people
-    # The digest of each of `entries`, for the next poll to leave it unread if its bytes
-    # are the same; None: the document was read whole, and none can be left unread.
-    entry_digests: tuple[bytes, ...] | None = None
-    unread: frozenset[bytes] = frozenset()  # known digests of entries left unread
-    known: int = 0  # entries left unread
 
 
 def parse_feed(

@@ -12,11 +12,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from aggregator.models import Entry, Precision
+from aggregator.models import Entry, ParsedFeed, Precision
 from aggregator.parse import dates
 from aggregator.parse.feed import (
     FeedError,
-    ParsedFeed,
     absolute_http,
     absolute_refs,
     note_on,

@@ -18,9 +18,9 @@ from datetime import datetime
 from urllib.parse import urljoin
 
 from aggregator.config import Selectors
-from aggregator.models import Entry, Precision
+from aggregator.models import Entry, ParsedFeed, Precision
 from aggregator.parse import dates
-from aggregator.parse.feed import FeedError, ParsedFeed, absolute_http, note_on
+from aggregator.parse.feed import FeedError, absolute_http, note_on
 from aggregator.parse.prepare import DEFAULT_MAX_ENTRIES, over_max_entries
 from aggregator.parse.sanitize import text_to_html
 from aggregator.parse.text import finished, xml_safe

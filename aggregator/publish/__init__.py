@@ -18,7 +18,7 @@ from __future__ import annotations
 import bisect
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +27,7 @@ from aggregator import metrics
 from aggregator.clock import now_to_the_second as clock
 from aggregator.config import Config, FeedConfig
 from aggregator.errors import AggregatorError, UsageError
-from aggregator.models import Item
+from aggregator.models import FeedFailure, FeedResult, Item, LeftOut, PagesResult, PublishReport
 from aggregator.publish import itempage, jsonfeed
 from aggregator.publish.document import (
     EMPTY_FEED_UPDATED,
@@ -44,18 +44,14 @@ from aggregator.publish.files import (
     remove_stale_months,
     write_if_changed,
 )
-from aggregator.publish.isolate import LeftOut, Render, one_line, render_isolated
+from aggregator.publish.isolate import Render, one_line, render_isolated
 from aggregator.store import Archive
 
 if TYPE_CHECKING:
     from aggregator.publish import atom
 
 __all__ = [
-    "FeedFailure",
-    "FeedResult",
-    "LeftOut",
     "PublishError",
-    "PublishReport",
     "archive_path",
     "chosen_feeds",
     "feeds_touched",
@@ -75,58 +71,6 @@ class PublishError(AggregatorError):
     def __init__(self, message: str, report: PublishReport | None = None):
         super().__init__(message)
         self.report = report
-
-
-@dataclass(frozen=True, slots=True)
-class FeedResult:
-    slug: str
-    entries: int  # in the subscription documents
-    months: int  # archive documents
-    written: tuple[Path, ...]  # files whose bytes changed
-    unchanged: int  # files left as they were
-    removed: tuple[Path, ...] = ()  # archive months that no longer have items
-    left_out: tuple[LeftOut, ...] = ()  # items some of its documents were published without
-
-
-@dataclass(frozen=True, slots=True)
-class FeedFailure:
-    """A feed none or only some of whose documents could be written."""
-
-    slug: str
-    error: str  # one line
-
-
-@dataclass(frozen=True, slots=True)
-class PagesResult:
-    """What a run did to the item pages."""
-
-    written: tuple[Path, ...] = ()
-    unchanged: int = 0
-    removed: tuple[Path, ...] = ()  # pages of items the archive no longer has
-    error: str | None = None  # why they could not all be written, on one line
-
-
-@dataclass(frozen=True, slots=True)
-class PublishReport:
-    written: tuple[Path, ...]  # feed documents and item pages
-    unchanged: int
-    removed: tuple[Path, ...] = ()
-    feeds: tuple[FeedResult, ...] = ()  # the feeds that published
-    finished: datetime | None = None  # when the run ended; never written into a document
-    left_out: tuple[LeftOut, ...] = ()  # each item left out of some document, once
-    failed: tuple[FeedFailure, ...] = ()  # the feeds that did not publish
-    pages: PagesResult = PagesResult()
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed and self.pages.error is None
-
-    def failure(self) -> str:
-        """What failed, on one line (for a PublishError and the archive's publish state)."""
-        failed = [f"feed {f.slug}: {f.error}" for f in self.failed]
-        if self.pages.error:
-            failed.append(f"item pages: {self.pages.error}")
-        return "; ".join(failed)
 
 
 def publish_all(archive: Archive, config: Config, *, now: datetime | None = None) -> PublishReport:

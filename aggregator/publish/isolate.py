@@ -13,36 +13,11 @@ document's own failure, not an item's, and is raised.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
-from aggregator.models import Item
+from aggregator.models import EMPTY_TITLE, NOT_XML_TEXT, RENDER_ERROR, Item, LeftOut
 from aggregator.xmlchars import xml_safe
 
-NOT_XML_TEXT = "not_xml_text"
-EMPTY_TITLE = "empty_title"
-RENDER_ERROR = "render_error"
-REASONS = {  # the label metrics count by -> what a log line says
-    NOT_XML_TEXT: "text XML cannot hold",
-    EMPTY_TITLE: "empty title",
-    RENDER_ERROR: "the renderer failed",
-}
-
 Render = Callable[[Sequence[Item]], bytes]
-
-
-@dataclass(frozen=True, slots=True)
-class LeftOut:
-    """An item a document was published without."""
-
-    item_id: int
-    reason: str  # one of REASONS
-    detail: str  # what the renderer said, on one line
-    documents: tuple[Path, ...] = ()  # the documents published without it (filled in by publish)
-
-    @property
-    def explained(self) -> str:
-        return f"{REASONS[self.reason]} ({self.detail})"
 
 
 def render_isolated(render: Render, items: Sequence[Item]) -> tuple[bytes, list[LeftOut]]:

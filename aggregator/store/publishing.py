@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from aggregator.models import PublishState
+from aggregator.models import PublishDebt, PublishState
 from aggregator.store.codec import from_text, to_text
 
 if TYPE_CHECKING:
@@ -31,12 +30,6 @@ LAST_FAILURE = "publish.last_failure"
 LAST_ERROR = "publish.last_error"
 _KEYS = (MARKS, SETTLED, OWED_SINCE, LAST_SUCCESS, LAST_FAILURE, LAST_ERROR)
 FIRST_PUBLISHED = "publish.first."  # + a feed's slug: when that feed was first published
-
-
-@dataclass(frozen=True, slots=True)
-class PublishDebt:
-    marks: int  # the marks so far: what a publish that begins now covers
-    unsettled: int  # of those, the ones no successful publish has covered
 
 
 class PublishingMixin:
