@@ -81,34 +81,57 @@ class FeedServer(Starlette):
 
 
 def create_app(config: Config) -> Starlette:
-    server = config.server
-    slugs = frozenset(feed.slug for feed in config.feeds)
-    files = FeedFiles(server.feeds_dir, slugs, server.cache_max_age)
-    opml = represent(
-        pages.opml(config, clock.now().timestamp()),
-        b"text/x-opml; charset=utf-8",
-        clock.now().timestamp(),
-        server.cache_max_age,
+    site = _Site(config)
+    get = ["GET", "HEAD"]
+    routes = [
+        Route("/", site.index, methods=get),
+        Route("/search", site.search_page, methods=get),
+        Route("/search.{kind:str}", site.search_feed, methods=get),
+        Route("/item", site.item_lookup, methods=get),
+        Route("/opml", site.opml, methods=get),
+        Route("/healthz", site.healthz, methods=get),
+        Route("/metrics", site.metrics, methods=get),
+    ]
+    files = FeedFiles(
+        config.server.feeds_dir,
+        frozenset(feed.slug for feed in config.feeds),
+        config.server.cache_max_age,
     )
+    return FeedServer(files, routes=routes, exception_handlers={404: _not_found})
 
-    def index(request: Request) -> Response:  # sync: Starlette runs it in a worker thread
-        items, titles, sizes, error = _index_data(config)
-        pages_of = _item_pages(config, items)
-        body = pages.index_html(config, items, titles, error, sizes, pages_of)
+
+class _Site:
+    """The dynamic pages: index, search (page and feeds), item lookup, OPML, health and
+    metrics. Sync handlers run in Starlette's worker threads (they read the archive)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        made = clock.now().timestamp()
+        self.opml_rep = represent(
+            pages.opml(config, made),
+            b"text/x-opml; charset=utf-8",
+            made,
+            config.server.cache_max_age,
+        )
+
+    def index(self, request: Request) -> Response:
+        items, titles, sizes, error = _index_data(self.config)
+        pages_of = _item_pages(self.config, items)
+        body = pages.index_html(self.config, items, titles, error, sizes, pages_of)
         return HTMLResponse(body, headers={**_HTML_HEADERS, "cache-control": "no-cache"})
 
-    def search_page(request: Request) -> Response:
+    def search_page(self, request: Request) -> Response:
         typed = request.query_params.get("q", "")
         if not typed.strip():
-            return _search_page(config, "", [], {}, None, 200)
+            return _search_page(self.config, "", [], {}, None, 200)
         try:
             query = parse_query(typed)
-            results, titles = _search(config, query.fts, newest_first=False)
+            results, titles = _search(self.config, query.fts, newest_first=False)
         except SearchError as exc:
-            return _search_page(config, typed[:MAX_QUERY], [], {}, str(exc), 400)
-        return _search_page(config, query.text, results, titles, None, 200)
+            return _search_page(self.config, typed[:MAX_QUERY], [], {}, str(exc), 400)
+        return _search_page(self.config, query.text, results, titles, None, 200)
 
-    def search_feed(request: Request) -> Response:
+    def search_feed(self, request: Request) -> Response:
         from aggregator.serve import searchfeeds
 
         kind = request.path_params["kind"]
@@ -116,10 +139,10 @@ def create_app(config: Config) -> Starlette:
             return HTMLResponse(pages.NOT_FOUND_HTML, 404, headers=_HTML_HEADERS)
         try:
             query = parse_query(request.query_params.get("q", ""))
-            results, states = _search(config, query.fts, newest_first=True, states=True)
+            results, states = _search(self.config, query.fts, newest_first=True, states=True)
         except SearchError as exc:
             return PlainTextResponse(f"{exc}\n", 400, headers=_NO_STORE)
-        info = searchfeeds.SearchFeedInfo.of_query(query.text, server.base_url)
+        info = searchfeeds.SearchFeedInfo.of_query(query.text, self.config.server.base_url)
         searched = now_to_the_second()
         body = searchfeeds.render(kind, info, [r.item for r in results], states, searched)
         # Last-Modified is now: an older item can join the results, so the newest date
@@ -129,44 +152,35 @@ def create_app(config: Config) -> Starlette:
         )
         return _conditional(request, rep)
 
-    def item_lookup(request: Request) -> Response:
+    def item_lookup(self, request: Request) -> Response:
         """/item?id= with an archive number, a published id or a URL: to the item's page."""
         try:
             reference = item_reference(request.query_params.get("id", ""))
-            with Archive(config.archive.database, readonly=True) as archive:
+            with Archive(self.config.archive.database, readonly=True) as archive:
                 item = archive.find_item(reference)
         except (ArchiveError, SearchError):
             item = None
-        pages_of = _item_pages(config, [item] if item else [])
+        pages_of = _item_pages(self.config, [item] if item else [])
         if item is None or item.id not in pages_of:
             return HTMLResponse(pages.NO_ITEM_HTML, 404, headers=_HTML_HEADERS)
         return RedirectResponse(pages.item_page_href(item.id), 303, headers=_NO_STORE)
 
-    def healthz(request: Request) -> Response:
-        status, payload = observe.health(config, clock.now())
+    def healthz(self, request: Request) -> Response:
+        status, payload = observe.health(self.config, clock.now())
         if payload["status"] != "unavailable":
-            payload["feeds"] = _published(config)
+            payload["feeds"] = _published(self.config)
         return JSONResponse(payload, status, headers=_NO_STORE)
 
-    def metrics(request: Request) -> Response:
-        return Response(observe.metrics_text(config), headers=_NO_STORE, media_type=PROMETHEUS)
+    def metrics(self, request: Request) -> Response:
+        body = observe.metrics_text(self.config)
+        return Response(body, headers=_NO_STORE, media_type=PROMETHEUS)
 
-    async def opml_endpoint(request: Request) -> Response:
-        return _conditional(request, opml)
+    async def opml(self, request: Request) -> Response:
+        return _conditional(request, self.opml_rep)
 
-    async def not_found(request: Request, exc: Exception) -> Response:
-        return HTMLResponse(pages.NOT_FOUND_HTML, 404, headers=_HTML_HEADERS)
 
-    routes = [
-        Route("/", index, methods=["GET", "HEAD"]),
-        Route("/search", search_page, methods=["GET", "HEAD"]),
-        Route("/search.{kind:str}", search_feed, methods=["GET", "HEAD"]),
-        Route("/item", item_lookup, methods=["GET", "HEAD"]),
-        Route("/opml", opml_endpoint, methods=["GET", "HEAD"]),
-        Route("/healthz", healthz, methods=["GET", "HEAD"]),
-        Route("/metrics", metrics, methods=["GET", "HEAD"]),
-    ]
-    return FeedServer(files, routes=routes, exception_handlers={404: not_found})
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return HTMLResponse(pages.NOT_FOUND_HTML, 404, headers=_HTML_HEADERS)
 
 
 def _conditional(request: Request, rep: Representation) -> Response:
