@@ -15,7 +15,7 @@ from typing import IO, Any
 import click
 
 from aggregator import __version__
-from aggregator.clock import stamp
+from aggregator.clock import MISSING, stamp
 from aggregator.config import Config, choose_path, load
 from aggregator.errors import AggregatorError, ConfigurationError, UsageError
 from aggregator.models import Item, Origin
@@ -447,10 +447,10 @@ def snapshot_list(state: State, as_json: bool) -> None:
     width = max([len(made.name) for made in found] + [4])
     click.echo(f"{'name':<{width}}  {'created':<20}  {'items':>8}  {'size':>10}")
     for made in found:
-        items = "?" if made.items is None else made.items
+        items = MISSING if made.items is None else made.items
         packed = "  tar.gz" if made.packed else ""
         click.echo(
-            f"{made.name:<{width}}  {made.created:%Y-%m-%d %H:%M:%S}Z  "
+            f"{made.name:<{width}}  {stamp(made.created):<20}  "
             f"{items:>8}  {_size(made.size):>10}{packed}"
         )
     click.echo(f"{_counted(len(found), 'snapshot')} in {state.config.archive.snapshots}")

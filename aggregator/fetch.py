@@ -29,7 +29,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from aggregator import __version__
+from aggregator import __version__, clock
 from aggregator.config import Config, FetchConfig
 from aggregator.errors import SourceError
 from aggregator.models import FetchResult
@@ -283,7 +283,7 @@ def _result(
         headers=headers,
         body=body,
         permanent_url=permanent if answered else None,
-        retry_after=parse_retry_after(headers.get("retry-after"), datetime.now(UTC)),
+        retry_after=parse_retry_after(headers.get("retry-after"), clock.now()),
         not_modified=status == 304,
         gone=status == 410,
     )

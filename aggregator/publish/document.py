@@ -133,10 +133,6 @@ def author_of(item: Item) -> str:
     return (item.author or "").strip() or DEFAULT_AUTHOR
 
 
-def month_of(item: Item) -> str:
-    return item.published.astimezone(UTC).strftime("%Y-%m")
-
-
 def original_link(item: Item) -> str | None:
     """The link to the original article, when it is one a reader can open: http(s) only,
     whatever an older archive holds (the parser keeps only those)."""
@@ -152,7 +148,3 @@ def inline_content(item: Item) -> str | None:
     if not original_link(item):
         return item.summary_html or html.escape(item.title)
     return None
-
-
-def rfc3339(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from aggregator.clock import stamp
 from aggregator.models import Item
 from aggregator.publish.document import (
     LANGUAGE,
@@ -18,7 +19,6 @@ from aggregator.publish.document import (
     SourceInfo,
     author_of,
     original_link,
-    rfc3339,
 )
 
 VERSION = "https://jsonfeed.org/version/1.1"
@@ -51,8 +51,8 @@ def _item(info: FeedInfo, item: Item, source: SourceInfo) -> dict[str, Any]:
     entry["content_html"] = item.content_html or item.summary_html or html.escape(item.title)
     if item.content_html and item.summary_text:
         entry["summary"] = item.summary_text
-    entry["date_published"] = rfc3339(item.published)
-    entry["date_modified"] = rfc3339(item.updated)
+    entry["date_published"] = stamp(item.published)
+    entry["date_modified"] = stamp(item.updated)
     entry["authors"] = [{"name": author_of(item)}]
     if item.topics:
         entry["tags"] = sorted(item.topics)
