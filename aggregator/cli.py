@@ -256,30 +256,23 @@ def reclassify_command(state: State) -> None:
 @pass_state
 def explain_command(state: State, item: str) -> None:
     """Show why an item (its number, published id or URL) is or is not in each topic and feed."""
-    from aggregator import classify
+    from aggregator import pipeline
     from aggregator.search import item_reference
 
     reference = item_reference(item)
     with state.archive() as archive:
-        found = archive.find_item(reference)
-    if found is None:
+        explained = pipeline.explain(archive, state.config, reference)
+    if explained is None:
         raise UserError(
             f"no item {reference.text} in {state.config.archive.database} "
             "(by number, published id or URL)"
         )
-    topics = classify.load_topics(state.config)
-    results = classify.classify(topics, found.title, found.summary_text, found.content_text)
+    found = explained.item
     click.echo(f"{found.id}  {found.published:%Y-%m-%d}  {found.title}")
-    for line in classify.explain_lines(results):
+    for line in explained.topic_lines:
         click.echo(f"  {line}")
-    from aggregator.publish import topics_carrying
-
-    scores = {r.topic: r.score for r in results if r.matched}
-    for feed in state.config.feeds:
-        carrying = topics_carrying(feed, scores)
-        verdict = "out" if carrying == [] else "in"
-        why = "every item" if carrying is None else (", ".join(carrying) or "no topic matched")
-        click.echo(f"  feed {feed.slug}: {verdict} ({why})")
+    for feed in explained.feeds:
+        click.echo(f"  feed {feed.slug}: {'in' if feed.carried else 'out'} ({feed.why})")
 
 
 @cli.command("search")

@@ -550,3 +550,21 @@ class Found:
     kind: str  # the format read: rss20, atom10, json11, ...
     items: int
     how: str
+
+
+@dataclass(frozen=True, slots=True)
+class FeedVerdict:
+    """Whether an output feed carries an item, and why."""
+
+    slug: str
+    carried: bool
+    why: str  # "every item", the topics that carry it, or "no topic matched"
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why an item is or is not in each topic and feed (`aggregator explain`)."""
+
+    item: Item
+    topic_lines: tuple[str, ...]  # classify's reasons: score, threshold, each rule that fired
+    feeds: tuple[FeedVerdict, ...]

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 from aggregator import classify, dedupe, metrics
 from aggregator.clock import now as utc_now
 from aggregator.clock import now_to_the_second
-from aggregator.config import Config, FeedConfig, Selectors, SourceConfig
+from aggregator.config import SOURCE, Config, FeedConfig, Selectors, SourceConfig
 from aggregator.errors import SourceError, UsageError
 from aggregator.fetch import Fetcher, host_key
 from aggregator.logs import event
@@ -50,12 +50,15 @@ from aggregator.models import (
     CaptureReport,
     CaptureState,
     Entry,
+    Explanation,
+    FeedVerdict,
     FetchLogEntry,
     FetchResult,
     Found,
     Identity,
     IngestCounts,
     Intent,
+    ItemReference,
     KnownEntry,
     Origin,
     ParsedFeed,
@@ -74,7 +77,8 @@ from aggregator.store.sources import SEED_SOURCE_ID
 if TYPE_CHECKING:
     from aggregator.discover import Candidate
 
-DEFAULT_INTERVAL = 1800.0  # for a source the archive knows but config no longer lists
+# for a source the archive knows but config no longer lists
+DEFAULT_INTERVAL: float = SOURCE["interval"].default
 RULES_HASH_KEY = "classify.rules_hash"  # meta key: the rules the stored scores came from
 CLASSIFY_CHUNK = 500
 MAX_ERROR = 500  # characters of an error kept in a report, the fetch log and last_error
@@ -302,6 +306,27 @@ def classify_items(archive: Archive, config: Config, item_ids: Sequence[int]) ->
                         matched.add(score.topic)
             archive.save_scores(scores, replace_items=chunk)
     return matched
+
+
+def explain(archive: Archive, config: Config, reference: ItemReference) -> Explanation | None:
+    """Why the item is or is not in each topic and feed, scored afresh by the rules in
+    `config`; None when no item matches the reference."""
+    from aggregator.publish import topics_carrying
+
+    item = archive.find_item(reference)
+    if item is None:
+        return None
+    topics = classify.load_topics(config)
+    results = classify.classify(topics, item.title, item.summary_text, item.content_text)
+    scores = {result.topic: result.score for result in results if result.matched}
+    verdicts = tuple(_verdict(feed.slug, topics_carrying(feed, scores)) for feed in config.feeds)
+    return Explanation(item, tuple(classify.explain_lines(results)), verdicts)
+
+
+def _verdict(slug: str, carrying: list[str] | None) -> FeedVerdict:
+    if carrying is None:  # a feed of every item
+        return FeedVerdict(slug, True, "every item")
+    return FeedVerdict(slug, carrying != [], ", ".join(carrying) or "no topic matched")
 
 
 def reclassify(archive: Archive, config: Config) -> int:
