@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit, urlunsplit
+
+from aggregator.models import FeedCandidate
 
 FEED_TYPES = {
     "application/rss+xml": "rss",
@@ -28,19 +29,9 @@ _FEED_LOOKING = re.compile(r"(?:^|[/._-])(?:rss|atom|feed|rdf)(?:[/._-]|$)|\.(?:
 MAX_CANDIDATES = 20  # a page with hundreds of feed links is not asked about each
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """A URL that may be a feed, and what the page said about it."""
-
-    url: str
-    title: str = ""
-    kind: str = ""  # rss, atom, json: what the page advertised; "" when only guessed
-    how: str = "advertised"  # advertised (<link>), linked (<a>), usual (a usual path)
-
-
 def advertised(
     body: bytes, page_url: str, headers: Mapping[str, str] | None = None
-) -> list[Candidate]:
+) -> list[FeedCandidate]:
     """The feeds a page advertises with <link rel="alternate">, then its <a> links that
     look like feeds; absolute, http(s), each once, in page order."""
     from selectolax.lexbor import LexborHTMLParser
@@ -49,7 +40,7 @@ def advertised(
 
     page = LexborHTMLParser(decode_page(body, headers or {}))
     base = _base(page, page_url)
-    found: dict[str, Candidate] = {}
+    found: dict[str, FeedCandidate] = {}
     for link in page.css("link[rel][href]"):
         rels = (link.attributes.get("rel") or "").lower().split()
         kind = FEED_TYPES.get((link.attributes.get("type") or "").split(";")[0].strip().lower())
@@ -62,11 +53,11 @@ def advertised(
     return list(found.values())[:MAX_CANDIDATES]
 
 
-def usual_paths(page_url: str) -> list[Candidate]:
+def usual_paths(page_url: str) -> list[FeedCandidate]:
     """The usual feed locations of the page's site."""
     parts = urlsplit(page_url)
     return [
-        Candidate(urlunsplit((parts.scheme, parts.netloc, path, "", "")), how="usual")
+        FeedCandidate(urlunsplit((parts.scheme, parts.netloc, path, "", "")), how="usual")
         for path in USUAL_PATHS
     ]
 
@@ -77,7 +68,7 @@ def site_root(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/", "", ""))
 
 
-def hint(found: list[Candidate], instead_of: str) -> str:
+def hint(found: list[FeedCandidate], instead_of: str) -> str:
     """One line naming the feeds a site advertises, for an operator whose feed is gone."""
     others = [candidate for candidate in found if candidate.url != instead_of][:3]
     if not others:
@@ -89,7 +80,7 @@ def hint(found: list[Candidate], instead_of: str) -> str:
 def _add(found: dict, base: str, href: str | None, title: str, kind: str, how: str) -> None:
     url = _absolute(base, href)
     if url and url not in found:
-        found[url] = Candidate(url, title, kind, how)
+        found[url] = FeedCandidate(url, title, kind, how)
 
 
 def _absolute(base: str, href: str | None) -> str | None:

@@ -542,6 +542,16 @@ class PublishReport:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedCandidate:
+    """A URL that may be a feed (discovery), and what the page said about it."""
+
+    url: str
+    title: str = ""
+    kind: str = ""  # rss, atom, json: what the page advertised; "" when only guessed
+    how: str = "advertised"  # advertised (<link>), linked (<a>), usual (a usual path)
+
+
+@dataclass(frozen=True, slots=True)
 class Found:
     """A discovery candidate that answered with a feed."""
 

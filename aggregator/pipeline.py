@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from aggregator import classify, dedupe, metrics
@@ -51,6 +51,7 @@ from aggregator.models import (
     CaptureState,
     Entry,
     Explanation,
+    FeedCandidate,
     FeedVerdict,
     FetchLogEntry,
     FetchResult,
@@ -73,9 +74,6 @@ from aggregator.parse import parse_document
 from aggregator.poll import body_hash, outcome_label, skip_reason, source_outcome
 from aggregator.store import Archive, ArchiveError
 from aggregator.store.sources import SEED_SOURCE_ID
-
-if TYPE_CHECKING:
-    from aggregator.discover import Candidate
 
 # for a source the archive knows but config no longer lists
 DEFAULT_INTERVAL: float = SOURCE["interval"].default
@@ -945,7 +943,7 @@ async def _discover(config: Config, url: str) -> list[Found]:
         page = await fetcher.get(url)
         if not page.ok:
             raise SourceError(f"{url}: {page.error or f'HTTP {page.status}'}")
-        itself = _read_as_feed(page, discover.Candidate(page.final_url, how="given"), config)
+        itself = _read_as_feed(page, FeedCandidate(page.final_url, how="given"), config)
         if itself is not None:
             return [itself]
         advertised = discover.advertised(page.body, page.final_url, page.headers)
@@ -956,7 +954,7 @@ async def _discover(config: Config, url: str) -> list[Found]:
 
 
 async def _feeds_among(
-    fetcher: Fetcher, candidates: Sequence[Candidate], config: Config, given: str
+    fetcher: Fetcher, candidates: Sequence[FeedCandidate], config: Config, given: str
 ) -> list[Found]:
     """The candidates that answer with a feed. A page names them: one on another host than
     the URL the user gave is a remote party's choice, held to public addresses."""
@@ -969,7 +967,7 @@ async def _feeds_among(
     return found
 
 
-def _read_as_feed(answer: FetchResult, candidate: Candidate, config: Config) -> Found | None:
+def _read_as_feed(answer: FetchResult, candidate: FeedCandidate, config: Config) -> Found | None:
     from aggregator.parse.feed import FeedError
 
     try:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aggregator.discover import Candidate, advertised, usual_paths
+from aggregator.discover import advertised, usual_paths
+from aggregator.models import FeedCandidate
 
 LISTING = (Path(__file__).parent / "fixtures" / "listing" / "nato-news-listing.html").read_bytes()
 URL = "https://www.nato.int/en/news-and-events/articles/news"
@@ -12,7 +13,7 @@ URL = "https://www.nato.int/en/news-and-events/articles/news"
 
 def test_a_listing_page_advertises_nato_s_rss_feed():
     assert advertised(LISTING, URL) == [
-        Candidate(
+        FeedCandidate(
             "https://www.nato.int/cps/rss/en/natohq/rssFeed.xsl/rssFeed.xml",
             "NATO Latest News",
             "rss",
@@ -35,10 +36,10 @@ def test_alternate_links_of_every_feed_type_then_feed_looking_anchors_each_once(
       <a href="https://other.example/news.rss">Partner news</a>
       </body></html>"""
     assert advertised(page, "https://example.org/blog/post") == [
-        Candidate("https://example.org/blog/atom.xml", "Atom feed", "atom", "advertised"),
-        Candidate("https://example.org/feed.json", "", "json", "advertised"),
-        Candidate("https://example.org/comments/feed/", "Comments feed", "", "linked"),
-        Candidate("https://other.example/news.rss", "Partner news", "", "linked"),
+        FeedCandidate("https://example.org/blog/atom.xml", "Atom feed", "atom", "advertised"),
+        FeedCandidate("https://example.org/feed.json", "", "json", "advertised"),
+        FeedCandidate("https://example.org/comments/feed/", "Comments feed", "", "linked"),
+        FeedCandidate("https://other.example/news.rss", "Partner news", "", "linked"),
     ]
 
 
