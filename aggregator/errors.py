@@ -21,9 +21,9 @@ class ConfigurationError(AggregatorError):
     exit_status = 2
 
 
-class UsageError(AggregatorError, ValueError):
+class UsageError(AggregatorError):
     """A command was asked for what cannot be: a feed, item or source that is not there, a file
-    it cannot read, an address it cannot listen on. A ValueError too: the value given is wrong."""
+    it cannot read, an address it cannot listen on."""
 
 
 class SourceError(AggregatorError):

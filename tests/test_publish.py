@@ -24,6 +24,7 @@ from lxml import etree
 
 from aggregator import pipeline, publish
 from aggregator.config import ArchiveConfig, Config, FeedConfig, ServerConfig
+from aggregator.errors import UsageError
 from aggregator.models import Entry, Item, Origin, TopicScore
 from aggregator.parse.sanitize import html_to_text, sanitize_html
 from aggregator.publish.document import EMPTY_FEED_UPDATED, SEED_SOURCE_TITLE
@@ -650,7 +651,7 @@ def test_files_are_written_atomically_and_readable(tmp_path):
 
 
 def test_unknown_feed_slug_is_one_clear_error(archive, config):
-    with pytest.raises(ValueError, match='no feed "nope"'):
+    with pytest.raises(UsageError, match='no feed "nope"'):
         publish.publish_feeds(archive, config, ["partnerships", "nope"])
     assert not config.server.feeds_dir.exists()
 

@@ -10,7 +10,7 @@ import pytest
 from aggregator import pipeline
 from aggregator.clock import now_to_the_second as now
 from aggregator.models import Entry, Origin
-from aggregator.parse.seed import read_seed_file, seed_files
+from aggregator.parse.seed import SeedError, read_seed_file, seed_files
 from aggregator.store import SCHEMA_VERSION, Archive, ArchiveError
 from aggregator.store.sources import SEED_SOURCE_ID
 from tests.conftest import FIXTURES, SEEDS, table_counts
@@ -100,7 +100,7 @@ def test_a_bad_seed_file_imports_nothing(archive, tmp_path):
     folder.mkdir()
     (folder / "a.txt").write_text("Good story\n  • 01 Jan. 2024 -\n\nBody.\n", encoding="utf-8")
     (folder / "b.txt").write_text("Only ages\n\n2 days ago\nNo dates.\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"b\.txt: .*--reference-date"):
+    with pytest.raises(SeedError, match=r"b\.txt: .*--reference-date"):
         pipeline.import_seeds(archive, [folder])
     assert archive.count_items() == 0
 

@@ -77,7 +77,7 @@ PART_ENTRIES = 500  # entries feedparser reads at once from a big document
 ENTRY_RULES = "entries-3"
 
 
-class FeedError(SourceError, ValueError):
+class FeedError(SourceError):
     """The bytes are not a feed we can read; str() is the one-line reason."""
 
 
