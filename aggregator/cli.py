@@ -37,12 +37,16 @@ class _Group(click.Group):
     def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
         try:
             return super().make_context(info_name, args, parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # a group run alone shows its help, as click does
         except click.UsageError as exc:
             _die(_usage_line(exc), exc.exit_code)
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
         except click.UsageError as exc:
             _die(_usage_line(exc), exc.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):

@@ -58,7 +58,7 @@ def parse_query(typed: str) -> Query:
 
 def _why_empty(text: str) -> str:
     """Why a plain query left no term to search for."""
-    words = [match.group(2) or match.group(3) for match in _TOKEN.finditer(text)]
+    words = [word for match in _TOKEN.finditer(text) if (word := match.group(2) or match.group(3))]
     if any(char.isalnum() for word in words if word not in OPERATORS for char in word):
         return "an excluded word needs a word to find beside it (as in: NATO -Russia)"
     if any(word in OPERATORS for word in words):

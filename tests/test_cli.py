@@ -141,6 +141,14 @@ def test_a_wrong_option_or_argument_is_one_line_naming_the_help(project, args, s
     assert said in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("group", [(), ("snapshot",)])
+def test_a_group_run_alone_shows_its_help_as_click_does(group):
+    result = run_cli(*group, check=False)
+    shown = result.stdout + result.stderr  # click 8.2+ writes this help to stderr, exit 2
+    assert shown.startswith(f"Usage: aggregator {' '.join(group)}".rstrip())
+    assert "Commands:" in shown and "error:" not in shown
+
+
 def test_check_config_prints_a_summary(project):
     out = project.cli("check-config").stdout
     assert "ok" in out and "nato-news" in out and "every 30m" in out

@@ -68,6 +68,8 @@ def test_plain_queries_find_what_people_mean(table, typed, expected):
         ("-Russia", "an excluded word needs a word to find beside it"),
         ('-"Black Sea"', "an excluded word needs a word to find beside it"),
         ("AND", "AND, OR and NOT join words"),
+        ('""', "only punctuation"),
+        ('-""', "only punctuation"),
         ("OR ...", "AND, OR and NOT join words"),
         ("x" * (MAX_QUERY + 1), f"at most {MAX_QUERY} characters"),
         ("fts:   ", "nothing after fts:"),
