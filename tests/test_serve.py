@@ -633,6 +633,11 @@ def test_healthz_is_503_when_the_archive_is_missing_or_corrupt(tmp_path):
         assert corrupt.status_code == 503 and "error" in corrupt.json()
         assert httpx.get(f"{base}/").status_code == 200
         config.archive.database.unlink()
+        config.archive.database.mkdir()  # a path SQLite cannot even open
+        unopenable = httpx.get(f"{base}/healthz")
+        assert unopenable.status_code == 503 and "error" in unopenable.json()
+        assert httpx.get(f"{base}/metrics").status_code == 200
+        config.archive.database.rmdir()
         Archive(config.archive.database).close()  # an empty, valid archive
         assert httpx.get(f"{base}/healthz").status_code == 200
 

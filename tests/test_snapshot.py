@@ -32,8 +32,8 @@ from aggregator.capture.warc import append_capture
 from aggregator.cli import TerminalProgress
 from aggregator.lock import WRITER_WAIT, ArchiveLock, LockHeld
 from aggregator.models import Entry, Item, Origin, Precision, Revision, SourceSpec, TopicScore
+from aggregator.snapshot import layout, pages, writing
 from aggregator.snapshot import manifest as snapshot_manifest
-from aggregator.snapshot import pages, writing
 from aggregator.store import Archive
 from aggregator.store import snapshot as store_snapshot
 from tests.conftest import ROOT, SEEDS
@@ -485,6 +485,15 @@ def test_a_name_being_written_is_not_taken_by_a_second_create_in_either_form(fol
     assert [s.path for s in snap.list_snapshots(folders["snapshots"])] == [made.path]
 
 
+def test_a_numeric_label_being_written_does_not_hold_the_unlabelled_name(folders):
+    """`.tmp-STAMP-2-xyz` is snapshot STAMP-2 being written, not STAMP by PID 2."""
+    snapshots = folders["snapshots"]
+    snapshots.mkdir(parents=True, exist_ok=True)
+    labelled = layout.claim(snapshots, "20250301T093000Z-2")
+    plain = layout.claim(snapshots, "20250301T093000Z")
+    assert labelled != plain and labelled.is_dir() and plain.is_dir()
+
+
 # --- restore -----------------------------------------------------------------------------------
 
 
@@ -614,8 +623,7 @@ def test_restore_is_refused_while_a_daemon_holds_the_lock(project, config):
         assert result.returncode == 1
         assert result.stderr.strip() == (
             f"error: archive {config.archive.database} is in use by the daemon "
-            f"(pid {daemon.pid}); it polls and publishes on its own, and "
-            f"`kill -HUP {daemon.pid}` reloads config"
+            f"(pid {daemon.pid}); stop it first: a restore replaces the archive it writes"
         )
         assert config.archive.database.read_bytes() == before
     finally:

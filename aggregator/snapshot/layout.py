@@ -119,7 +119,9 @@ def claim(snapshots: Path, name: str) -> Path:
 
 
 def _being_written(snapshots: Path, name: str) -> bool:
-    own = re.compile(re.escape(f"{TEMP_PREFIX}{name}-") + r"(\d+)-")
+    # `.tmp-NAME-PID-suffix`: the suffix (mkdtemp's, or prune's "deleting") has no "-", so
+    # another snapshot's NAME-LABEL with a numeric label is not read as a PID
+    own = re.compile(re.escape(f"{TEMP_PREFIX}{name}-") + r"(\d+)-[a-z0-9_]+$")
     return any(
         (match := own.match(path.name)) and alive(int(match.group(1)))
         for path in snapshots.iterdir()

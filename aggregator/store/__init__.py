@@ -66,14 +66,12 @@ class Archive(
     # --- lifecycle ---------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        if self.readonly:
-            if not self.path.exists():
-                raise ArchiveError(f"{self.path}: no archive here")
-            uri = f"file:{self.path.resolve()}?mode=ro"
-            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        if self.readonly and not self.path.exists():
+            raise ArchiveError(f"{self.path}: no archive here")
+        try:
+            conn = self._open()
+        except sqlite3.Error as exc:  # a folder, a file we may not read: the archive's fault
+            raise _archive_error(exc, self.path) or ArchiveError(f"{self.path}: {exc}") from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
             if not self.readonly:
@@ -84,6 +82,13 @@ class Archive(
             conn.close()
             raise _archive_error(exc, self.path) or ArchiveError(f"{self.path}: {exc}") from exc
         return conn
+
+    def _open(self) -> sqlite3.Connection:
+        if self.readonly:
+            uri = f"file:{self.path.resolve()}?mode=ro"
+            return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
 
     def close(self) -> None:
         self.conn.close()
