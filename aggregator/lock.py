@@ -30,14 +30,22 @@ DAEMON = "daemon"
 class LockHeld(AggregatorError):
     """Another process holds the archive lock; str() is the one line for the user."""
 
-    def __init__(self, database: Path | str, pid: int | None, holder: str = DAEMON):
+    def __init__(
+        self, database: Path | str, pid: int | None, holder: str = DAEMON, wanted: str = ""
+    ):
         self.database, self.pid, self.holder = Path(database), pid, holder
         who = f"pid {pid}" if pid else "pid unknown"
         what = "the daemon" if holder == DAEMON else f"aggregator {holder}"
         message = f"archive {database} is in use by {what} ({who})"
-        if holder == DAEMON and pid:  # what to do instead: the daemon does the work itself
-            message += f"; it polls and publishes on its own, and `kill -HUP {pid}` reloads config"
+        if holder == DAEMON and pid:  # what to do instead
+            message += _instead_of_the_daemon(pid, wanted)
         super().__init__(message)
+
+
+def _instead_of_the_daemon(pid: int, wanted: str) -> str:
+    if wanted == "snapshot restore":
+        return "; stop it first: a restore replaces the archive it writes"
+    return f"; it polls and publishes on its own, and `kill -HUP {pid}` reloads config"
 
 
 def lock_path(database: Path | str) -> Path:
@@ -72,7 +80,7 @@ class ArchiveLock:
             while not _try_lock(fd):
                 if time.monotonic() >= deadline:
                     pid, holder = _read_holder(fd)
-                    raise LockHeld(self.database, pid, holder)
+                    raise LockHeld(self.database, pid, holder, self.purpose)
                 time.sleep(RETRY_EVERY)
         except BaseException:
             os.close(fd)

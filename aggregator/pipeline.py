@@ -361,7 +361,7 @@ def reclassify_if_rules_changed(archive: Archive, config: Config) -> bool:
 
 def publish(archive: Archive, config: Config, slugs: Iterable[str] | None = None) -> PublishReport:
     """Render the named feeds (default: every feed) and record the outcome in the archive;
-    a run that renders every feed settles what was owed. ValueError for an unknown slug,
+    a run that renders every feed settles what was owed. UsageError for an unknown slug,
     before anything is written; PublishError, once recorded, when a feed did not publish."""
     from aggregator.publish import chosen_feeds
 

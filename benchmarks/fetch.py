@@ -298,26 +298,29 @@ class Project:
         env = {**os.environ, "BENCH_PEAK_FILE": os.devnull}
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env.pop("AGGREGATOR_CONFIG", None)
-        daemon = subprocess.Popen(
-            [*argv, "daemon"],
-            cwd=self.root,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        log = self.root / "daemon.log"
+        with log.open("ab") as output:
+            daemon = subprocess.Popen(
+                [*argv, "daemon"], cwd=self.root, env=env, stdout=output, stderr=output
+            )
         try:
             time.sleep(DAEMON_SETTLE)
             polls, cpu = len(server.requests(FEED_PATH)), _cpu_seconds(daemon.pid)
             deadline = time.monotonic() + DAEMON_POLLS * 3 + 10
             while len(server.requests(FEED_PATH)) < polls + DAEMON_POLLS:
                 if daemon.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("the daemon did not poll every second: see its log")
+                    tail = log.read_text(errors="replace")[-2000:]
+                    raise SystemExit(f"the daemon did not poll every second; its log ends:\n{tail}")
                 time.sleep(0.05)
             measured = len(server.requests(FEED_PATH)) - polls
             return (_cpu_seconds(daemon.pid) - cpu) / measured, measured
         finally:
             daemon.send_signal(signal.SIGTERM)
-            daemon.wait(timeout=30)
+            try:
+                daemon.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                daemon.kill()  # never left running in a folder about to be deleted
+                daemon.wait()
 
     def last_polls(self, count: int) -> str:
         """The status, error and new/updated counts of the source's last `count` polls."""

@@ -107,7 +107,7 @@ def publish_feeds(
 
 
 def chosen_feeds(config: Config, slugs: Iterable[str]) -> list[FeedConfig]:
-    """The configured feeds of these slugs; ValueError names the first unknown one."""
+    """The configured feeds of these slugs; UsageError names the first unknown one."""
     by_slug = {feed.slug: feed for feed in config.feeds}
     wanted = list(dict.fromkeys(slugs))
     unknown = [slug for slug in wanted if slug not in by_slug]
