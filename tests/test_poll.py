@@ -284,6 +284,27 @@ def test_410_disables_the_source_and_keeps_its_items(setup):
     assert setup.source().state == "gone"
 
 
+def test_a_new_url_in_config_starts_afresh_even_while_backing_off(setup):
+    """The offline first start backs off; pointing the source elsewhere must not wait for it."""
+    from aggregator.schedule import first_run
+
+    setup.serve(status=500)
+    setup.poll()
+    setup.poll()
+    assert setup.source().state == "backing off"
+    setup.server.route("/working.rss", body=rss(STORY))
+    setup.project.replace_in_config(setup.url, setup.server.url("/working.rss"))
+    setup.config = load(setup.project.config)
+    pipeline.sync_sources(setup.archive, setup.config)  # what a reload or a restart does
+    source = setup.source()
+    assert (source.consecutive_errors, source.last_error, source.next_poll_not_before) == (
+        0, None, None,
+    )  # fmt: skip
+    now = datetime.now(UTC)
+    assert first_run(source, 1800.0, now, 0.0, 0.0) == now  # the daemon polls it at once
+    assert setup.poll(force=False).new == 1
+
+
 # --- back-off -----------------------------------------------------------------------------------
 
 

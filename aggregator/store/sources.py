@@ -47,9 +47,20 @@ class SourcesMixin:
                        ON CONFLICT(id) DO UPDATE SET
                            title = excluded.title,
                            enabled = excluded.enabled,
-                           -- a new URL in config starts afresh: forget redirects and validators
+                           -- a new URL in config starts afresh: forget redirects, validators
+                           -- and the old URL's errors and back-off (it may be why it changed)
                            url = CASE WHEN config_url = excluded.config_url THEN url
                                       ELSE excluded.url END,
+                           last_poll = CASE WHEN config_url = excluded.config_url
+                                            THEN last_poll END,
+                           last_status = CASE WHEN config_url = excluded.config_url
+                                              THEN last_status END,
+                           last_error = CASE WHEN config_url = excluded.config_url
+                                             THEN last_error END,
+                           consecutive_errors = CASE WHEN config_url = excluded.config_url
+                                                     THEN consecutive_errors ELSE 0 END,
+                           next_poll_not_before = CASE WHEN config_url = excluded.config_url
+                                                       THEN next_poll_not_before END,
                            etag = CASE WHEN config_url = excluded.config_url THEN etag END,
                            last_modified = CASE WHEN config_url = excluded.config_url
                                                 THEN last_modified END,
