@@ -255,7 +255,7 @@ def test_a_failing_page_is_retried_later_then_given_up_with_the_reason(site):
         later = start + timedelta(days=2)
         (second,) = pipeline.capture_queue(archive, config, clock=lambda: later)
         assert second.state is CaptureState.GIVEN_UP
-        assert second.reason == "gave up after 2 attempts: HTTP 500"
+        assert second.reason == "HTTP 500 (2 attempts)"
         record = archive.get_capture(item_at(archive, server.url("/news/208562.htm")).id)
         assert (record.state, record.attempts, record.last_status) == (
             CaptureState.GIVEN_UP,

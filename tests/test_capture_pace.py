@@ -178,14 +178,14 @@ def test_it_gives_up_after_the_last_attempt_with_the_reason():
     policy = RetryPolicy(max_attempts=3)
     assert isinstance(after_failure(2, "read timed out", NOW, 0.5, policy=policy), Retry)
     assert after_failure(3, "read timed out", NOW, 0.5, policy=policy) == GiveUp(
-        "gave up after 3 attempts: read timed out"
+        "read timed out (3 attempts)"
     )
 
 
 @pytest.mark.parametrize("status", [404, 410, 451])
 def test_a_page_that_is_not_there_is_given_up_at_once(status):
     assert after_failure(1, f"HTTP {status}", NOW, 0.5, status=status) == GiveUp(
-        f"gave up: HTTP {status} (retrying will not change a {status})"
+        f"HTTP {status} (retrying will not change a {status})"
     )
 
 

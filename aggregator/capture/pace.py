@@ -111,9 +111,9 @@ def after_failure(
     Retry-After is honoured up to `max_delay`.
     """
     if status in PERMANENT_STATUSES:
-        return GiveUp(f"gave up: {error} (retrying will not change a {status})")
+        return GiveUp(f"{error} (retrying will not change a {status})")
     if attempts >= policy.max_attempts:
-        return GiveUp(f"gave up after {attempts} attempts: {error}")
+        return GiveUp(f"{error} ({attempts} attempts)")
     doubled = policy.first_delay * 2 ** min(max(attempts, 1) - 1, 32)
     delay = min(policy.max_delay, doubled) * (0.5 + rand / 2)
     at = now + timedelta(seconds=delay)
