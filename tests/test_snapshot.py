@@ -460,6 +460,8 @@ def test_names_resolve_by_unique_prefix(folders):
         snap.resolve(folders["snapshots"], "2025")
     with pytest.raises(snap.SnapshotError, match='no snapshot "nope"'):
         snap.resolve(folders["snapshots"], "nope")
+    assert snap.resolve(folders["snapshots"], "a") == first.path  # by its label
+    assert snap.resolve(folders["snapshots"], "A") == first.path  # as the name spells it
     with pytest.raises(snap.SnapshotError, match="already exists"):
         make(folders, clock=lambda: START, label="a")
 

@@ -90,15 +90,21 @@ def _stamp_of(name: str) -> str:
 
 
 def resolve(snapshots: Path, name: str) -> Path:
-    """A snapshot by its name, its file name, or a unique prefix of either."""
+    """A snapshot by its name, its file name, a unique prefix of either, or its label."""
     name = name.rstrip("/").rsplit("/", 1)[-1]
     found = entries(Path(snapshots))
     exact = [path for path in found if name in (path.name, base_name(path))]
     matches = exact or [path for path in found if path.name.startswith(name)]
+    label = slugify(name, LABEL_ROOM)
+    if not matches and label:
+        matches = [path for path in found if base_name(path).endswith(f"Z-{label}")]
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        raise SnapshotError(f'no snapshot "{name}" in {snapshots}')
+        raise SnapshotError(
+            f'no snapshot "{name}" in {snapshots} (give its name, the start of it or its '
+            "label; `snapshot list` shows them)"
+        )
     shown = ", ".join(base_name(path) for path in matches)
     raise SnapshotError(f'"{name}" matches several snapshots: {shown}')
 
