@@ -684,9 +684,10 @@ class Pipeline:
         )
         # Stored: the entries and the body go before classify and publish need memory.
         size, parsed, result = len(result.body), None, replace(result, body=b"")
-        if ingested.counts.changed:
+        moved = outcome.new_url is not None
+        if ingested.counts.changed or moved:
             await asyncio.to_thread(
-                _classify_and_publish, self.archive, config, ingested.counts, source.id
+                _classify_and_publish, self.archive, config, ingested.counts, source.id, moved
             )
         _count_stored(source.id, ingested.counts)
         return PollReport(
@@ -885,10 +886,14 @@ def _record(
 
 
 def _classify_and_publish(
-    archive: Archive, config: Config, counts: IngestCounts, source_id: str
+    archive: Archive, config: Config, counts: IngestCounts, source_id: str, moved: bool
 ) -> None:
     try:
-        classify_and_publish(archive, config, counts)
+        if moved:  # the feeds' atom:source and the item pages name the source's new URL
+            classify_items(archive, config, counts.item_ids)
+            publish_or_say_why(archive, config)  # a failure is recorded, owed and logged
+        else:
+            classify_and_publish(archive, config, counts)
     except Exception as exc:  # the items are stored and the publish owed: a later run settles
         _log_fault("after-ingest work for %s failed", source_id, exc)
 

@@ -261,6 +261,21 @@ def test_a_permanent_redirect_becomes_the_source_url(setup):
     assert len(setup.server.requests("/moved.rss")) == 2
 
 
+def test_a_permanent_redirect_republishes_every_document_naming_the_source(setup):
+    setup.serve(body=rss(STORY))
+    (item_id,) = setup.poll().item_ids
+    page = setup.config.server.feeds_dir / "items" / f"{item_id}.html"
+    assert setup.url in page.read_text(encoding="utf-8")
+    setup.serve(status=301, location="/moved.rss")
+    setup.server.route("/moved.rss", body=rss(STORY))
+    moved = setup.poll()
+    assert (moved.new, moved.updated) == (0, 0) and "moved permanently" in moved.note
+    text = page.read_text(encoding="utf-8")
+    assert setup.server.url("/moved.rss") in text and setup.url not in text
+    feed = (setup.config.server.feeds_dir / "all.atom").read_text(encoding="utf-8")
+    assert setup.url not in feed
+
+
 def test_a_temporary_redirect_keeps_the_source_url(setup):
     setup.serve(status=302, location="/elsewhere.rss")
     setup.server.route("/elsewhere.rss", body=rss(STORY))
