@@ -457,16 +457,18 @@ def sync_sources(archive: Archive, config: Config) -> None:
     archive.sync_sources([SourceSpec(s.id, s.title, s.url, s.enabled) for s in config.sources])
 
 
-def start_up(archive: Archive, config: Config) -> tuple[IngestCounts | None, str | None]:
+def start_up(archive: Archive, config: Config) -> str | None:
     """A daemon's start: config's sources, the seeds of a fresh archive, scores for the
-    current rules, every feed published. Returns the seeds imported, if any, and why the
-    publish failed, if it did (owed and settled by a later tick)."""
+    current rules, every feed published. Returns why the publish failed, if it did (owed
+    and settled by a later tick)."""
     sync_sources(archive, config)
     counts = ensure_seeds(archive, config.archive.seeds)
+    if counts:  # said before the scoring and publishing that follow it
+        event(log, "seeds imported", new=counts.new)
     if not reclassify_if_rules_changed(archive, config):
         # Items stored just before a crash may have missed classification.
         classify_items(archive, config, archive.unscored_item_ids())
-    return counts, publish_or_say_why(archive, config)
+    return publish_or_say_why(archive, config)
 
 
 def apply_config(archive: Archive, config: Config, *, rescore: bool, republish: bool) -> str | None:

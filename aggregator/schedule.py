@@ -154,9 +154,7 @@ class Daemon:
     def _prepare_archive(self, archive) -> None:
         from aggregator import pipeline
 
-        counts, publish_failure = pipeline.start_up(archive, self.config)
-        if counts:
-            event(log, "seeds imported", new=counts.new)
+        publish_failure = pipeline.start_up(archive, self.config)
         _log_publish_failure(publish_failure, "at start-up")
         if self._on_ready:
             self._on_ready(archive.list_items(limit=SHOWN_AT_START), archive.count_items())
