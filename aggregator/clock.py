@@ -9,7 +9,7 @@ in JSON (`stamp(None)` and `stamp(None, None)`).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 STAMP = "%Y-%m-%dT%H:%M:%SZ"
 MISSING = "-"
@@ -23,6 +23,13 @@ def now() -> datetime:
 def now_to_the_second() -> datetime:
     """The current moment as the archive keeps it: to the second."""
     return now().replace(microsecond=0)
+
+
+def up_to_the_second(moment: datetime | None) -> datetime | None:
+    """`moment` on a whole second, never earlier: a "not before" kept to the second."""
+    if moment is None or not moment.microsecond:
+        return moment
+    return moment.replace(microsecond=0) + timedelta(seconds=1)
 
 
 def stamp(moment: datetime | None, missing: str | None = MISSING) -> str | None:

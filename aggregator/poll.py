@@ -12,7 +12,7 @@ import hashlib
 from datetime import datetime
 from http import HTTPStatus
 
-from aggregator.clock import stamp
+from aggregator.clock import stamp, up_to_the_second
 from aggregator.fetch import next_poll
 from aggregator.models import FetchResult, PollOutcome, PollReport, SourceState
 
@@ -59,7 +59,9 @@ def source_outcome(
             gone=True,
         )
     errors = source.consecutive_errors + 1 if error else 0
+    # to the second, as the archive keeps it, so the report and `sources` say the same time
     when = next_poll(now, result.status, result.retry_after, errors, interval, backoff_max, rand)
+    when = up_to_the_second(when)
     if error:
         return PollOutcome(result.status, error, errors, when)
     return PollOutcome(

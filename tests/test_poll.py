@@ -323,6 +323,15 @@ def test_a_new_url_in_config_starts_afresh_even_while_backing_off(setup):
 # --- back-off -----------------------------------------------------------------------------------
 
 
+def test_a_poll_reports_the_next_poll_the_archive_keeps(setup):
+    """The log line and `sources` name the same second (the report had the microseconds)."""
+    for step in (Route(body=rss(STORY)), Route(status=500)):
+        setup.serve(step)
+        report = setup.poll()
+        assert report.next_poll == setup.source().next_poll_not_before
+        assert report.next_poll.microsecond == 0
+
+
 def test_429_with_retry_after_means_no_request_before_it(setup):
     setup.serve(status=429, retry_after="3600")
     before = datetime.now(UTC)

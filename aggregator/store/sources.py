@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Collection, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from aggregator.clock import now
+from aggregator.clock import now, up_to_the_second
 from aggregator.models import (
     FetchLogEntry,
     Identity,
@@ -122,7 +122,7 @@ class SourcesMixin:
                     outcome.status,
                     outcome.error,
                     outcome.consecutive_errors,
-                    to_text(_round_up(outcome.next_poll_not_before)),
+                    to_text(up_to_the_second(outcome.next_poll_not_before)),
                     outcome.etag,
                     outcome.last_modified,
                     outcome.body_hash,
@@ -216,13 +216,6 @@ class SourcesMixin:
                 "DELETE FROM fetch_log WHERE time < ?", (to_text(older_than),)
             )
         return cursor.rowcount
-
-
-def _round_up(moment: datetime | None) -> datetime | None:
-    """Stored times have whole seconds; a "not before" must not move earlier."""
-    if moment is None or not moment.microsecond:
-        return moment
-    return moment.replace(microsecond=0) + timedelta(seconds=1)
 
 
 def _source(row: tuple) -> SourceState:
