@@ -1064,9 +1064,9 @@ class Capturer:
         return reloaded
 
     def robots(self, private_ok: bool):
-        from aggregator.capture.robots import RobotsCache
+        from aggregator.capture.robots import Answer, RobotsCache
 
-        async def get(url: str) -> tuple[int | None, bytes]:
+        async def get(url: str) -> Answer:
             answer = await self.fetcher.get(
                 url, remote=True, private_ok=private_ok, pace=self.pace.turn
             )
@@ -1074,7 +1074,9 @@ class Capturer:
                 # A robots.txt we never fetch (redirected to ftp: or a private address) is
                 # one that is not there, as a 404 is: the page's own fetch is checked anyway.
                 return 404, b""
-            return (answer.status if answer.error is None else None), answer.body
+            if answer.error is not None:
+                return None, b"", answer.error  # the reason, for the capture's record
+            return answer.status, answer.body
 
         if private_ok not in self._robots:
             self._robots[private_ok] = RobotsCache(get)

@@ -239,6 +239,17 @@ def test_a_robots_txt_we_never_fetch_is_one_that_is_not_there(site):
     assert len(server.requests("/robots.txt")) == 1  # and remembered as such
 
 
+def test_an_unreachable_robots_txt_says_why_in_the_captures_reason(site):
+    server, config_path = site
+    server.route("/robots.txt", status=302, location="http://127.0.0.1:9/robots.txt")
+    _, reports = fetch_and_capture(config_path)  # nothing listens on port 9
+    assert [r.state for r in reports] == [CaptureState.PENDING] * 3
+    for report in reports:  # what failed, not only that it did
+        assert report.reason.startswith(
+            "attempt 1 failed: robots.txt unreachable: cannot connect"
+        ), report.reason
+
+
 def test_a_failing_page_is_retried_later_then_given_up_with_the_reason(site):
     server, config_path = site
     server.route("/news/208562.htm", status=500, body=b"oops", content_type="text/plain")

@@ -26,7 +26,9 @@ MAX_BYTES = 500 * 1024  # RFC 9309: parse at least 500 KiB; what follows is igno
 TTL = 24 * 3600.0  # seconds; RFC 9309: a cached robots.txt should not be used longer
 ERROR_TTL = 3600.0  # a 5xx or no answer is asked again after this
 
-Get = Callable[[str], Awaitable[tuple[int | None, bytes]]]
+# (status, body), or (None, b"", why) when robots.txt could not be fetched
+Answer = tuple[int | None, bytes] | tuple[None, bytes, str]
+Get = Callable[[str], Awaitable[Answer]]
 Policy = Literal["rules", "allow all", "disallow all"]
 
 
@@ -43,9 +45,11 @@ def robots_url(url: str) -> str:
     return f"{parts.scheme.lower()}://{parts.netloc.lower()}/robots.txt"
 
 
-def rules_from_answer(status: int | None, body: bytes) -> Rules:
+def rules_from_answer(status: int | None, body: bytes, error: str | None = None) -> Rules:
+    """The rules of robots.txt's answer; `error` says why there was none (status None)."""
     if status is None:
-        return Rules("disallow all", "robots.txt unreachable")
+        why = f": {error}" if error else ""
+        return Rules("disallow all", f"robots.txt unreachable{why}")
     if status >= 500:
         return Rules("disallow all", f"robots.txt answered {status}")
     if status >= 400:
