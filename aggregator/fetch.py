@@ -136,10 +136,10 @@ class Fetcher:
         except FetchError as exc:
             result = FetchResult(url=url, final_url=url, error=str(exc))
         except TargetRefused as exc:
-            reason = describe_error(exc)
+            reason = describe_error(exc, self.config)
             result = FetchResult(url=url, final_url=url, error=reason, refused=reason)
         except httpx.HTTPError as exc:
-            result = FetchResult(url=url, final_url=url, error=describe_error(exc))
+            result = FetchResult(url=url, final_url=url, error=describe_error(exc, self.config))
         except httpx.StreamError as exc:  # httpx's other exceptions outside HTTPError
             result = FetchResult(url=url, final_url=url, error=f"broken response: {exc}")
         return _with_elapsed(result, time.monotonic() - started)
@@ -293,13 +293,13 @@ def _with_elapsed(result: FetchResult, elapsed: float) -> FetchResult:
     return replace(result, elapsed=elapsed)
 
 
-def describe_error(exc: httpx.HTTPError) -> str:
-    """One line a person can act on."""
+def describe_error(exc: httpx.HTTPError, config: FetchConfig) -> str:
+    """One line a person can act on: what failed, within which of config's limits."""
     if isinstance(exc, TargetRefused):  # the guard's own words say what and why
         return " ".join(str(exc).split())
     kinds = (
-        (httpx.ConnectTimeout, "connect timed out"),
-        (httpx.ReadTimeout, "read timed out (no data for too long)"),
+        (httpx.ConnectTimeout, f"connect timed out (after {config.connect_timeout:g} s)"),
+        (httpx.ReadTimeout, f"read timed out (no data for {config.read_timeout:g} s)"),
         (httpx.TimeoutException, "timed out"),
         (httpx.ConnectError, "cannot connect"),
         (httpx.RemoteProtocolError, "broken HTTP response"),

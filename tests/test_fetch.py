@@ -158,9 +158,9 @@ def test_a_trickle_that_never_stalls_is_cut_off_by_the_deadline(feed_server):
     assert "took longer than 1.5s" in get(url, config).error
 
 
-def test_a_slow_header_is_a_read_timeout(feed_server):
+def test_a_slow_header_is_a_read_timeout_naming_the_limit(feed_server):
     url = feed_server.route("/slow", body=FEED, delay=2)
-    assert get(url).error.startswith("read timed out")
+    assert get(url).error.startswith(f"read timed out (no data for {CONFIG.read_timeout:g} s)")
 
 
 # --- redirects ------------------------------------------------------------------------------------
