@@ -32,6 +32,14 @@ def up_to_the_second(moment: datetime | None) -> datetime | None:
     return moment.replace(microsecond=0) + timedelta(seconds=1)
 
 
+def later(moment: datetime, seconds: float) -> datetime:
+    """`seconds` after `moment`, or the latest moment there is when that is past it."""
+    try:
+        return moment + timedelta(seconds=seconds)
+    except OverflowError:
+        return datetime.max.replace(tzinfo=UTC)
+
+
 def stamp(moment: datetime | None, missing: str | None = MISSING) -> str | None:
     """`2026-11-23T10:30:00Z`; `missing` when there is no moment."""
     if moment is None:

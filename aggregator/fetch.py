@@ -2,7 +2,7 @@
 
 This stage knows HTTP and nothing about what a feed contains. `Fetcher.get` returns a
 `FetchResult` for every outcome: an HTTP status is data, a network failure, a bad URL or
-redirect is an `error` string, nothing raises. When to poll next is decided by the pure `next_poll`.
+redirect is an `error` string, nothing raises. When to poll next is poll's decision.
 
 Every request goes through the server-side request forgery guard (`netguard`): a URL a
 remote party chose (a redirect, an article link) must resolve to public addresses unless
@@ -24,12 +24,13 @@ import zlib
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from aggregator import __version__, clock
+from aggregator.clock import later
 from aggregator.config import Config, FetchConfig
 from aggregator.errors import SourceError
 from aggregator.models import FetchResult
@@ -40,7 +41,6 @@ MAX_REDIRECTS = 5
 Pace = Callable[[str], AbstractAsyncContextManager[None]]
 PERMANENT_REDIRECTS = {301, 308}
 REDIRECTS = {301, 302, 303, 307, 308}
-THROTTLED = {429, 503}  # the statuses whose Retry-After we honour
 ACCEPT = (
     "application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, "
     "application/xml;q=0.8, text/xml;q=0.8, */*;q=0.1"
@@ -395,13 +395,13 @@ def parse_retry_after(value: str | None, now: datetime) -> datetime | None:
     """Retry-After as delta-seconds or an HTTP-date; None when absent or unreadable.
 
     What the server said, however absurd (a delay past the year 9999 is the latest time
-    there is); `next_poll` decides how much of it to honour.
+    there is); poll.next_poll decides how much of it to honour.
     """
     if not value:
         return None
     value = value.strip()
     if value.isdigit():
-        return _later(now, int(value))
+        return later(now, int(value))
     try:
         moment = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
@@ -409,51 +409,3 @@ def parse_retry_after(value: str | None, now: datetime) -> datetime | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
-
-
-def is_success(status: int | None) -> bool:
-    return status is not None and (200 <= status < 300 or status == 304)
-
-
-def backoff_delay(
-    consecutive_errors: int, interval: float, backoff_max: float, rand: float
-) -> float:
-    """Seconds to wait after `consecutive_errors` failures in a row (1 = the first).
-
-    Doubles with each error from one interval, capped at backoff_max, and jittered to
-    between half and all of that so many clients that failed together spread out. Never
-    shorter than the normal interval: an error is no reason to poll more often.
-    """
-    doubled = interval * 2 ** min(max(consecutive_errors, 1), 32)
-    ceiling = min(backoff_max, doubled)
-    return max(interval, ceiling * (0.5 + rand / 2))
-
-
-def next_poll(
-    now: datetime,
-    status: int | None,
-    retry_after: datetime | None,
-    consecutive_errors: int,
-    interval: float,
-    backoff_max: float,
-    rand: float,
-) -> datetime:
-    """The earliest time the next poll may happen.
-
-    A success (2xx or 304) polls again one interval later; `consecutive_errors` counts
-    this poll when it failed. 429 and 503 wait at least until Retry-After, but never
-    longer than backoff_max: a server cannot switch a source off by asking for years.
-    """
-    if is_success(status):
-        return _later(now, interval)
-    later = _later(now, backoff_delay(consecutive_errors, interval, backoff_max, rand))
-    if status in THROTTLED and retry_after is not None:
-        return max(later, min(retry_after, _later(now, backoff_max)))
-    return later
-
-
-def _later(now: datetime, seconds: float) -> datetime:
-    try:
-        return now + timedelta(seconds=seconds)
-    except OverflowError:
-        return datetime.max.replace(tzinfo=UTC)

@@ -12,8 +12,7 @@ import hashlib
 from datetime import datetime
 from http import HTTPStatus
 
-from aggregator.clock import stamp, up_to_the_second
-from aggregator.fetch import next_poll
+from aggregator.clock import later, stamp, up_to_the_second
 from aggregator.models import FetchResult, PollOutcome, PollReport, SourceState
 
 # --- decisions ----------------------------------------------------------------------------
@@ -89,6 +88,52 @@ def _reason(status: int | None) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return ""
+
+
+# --- when to poll next ------------------------------------------------------------------
+
+THROTTLED = {429, 503}  # the statuses whose Retry-After we honour
+
+
+def is_success(status: int | None) -> bool:
+    return status is not None and (200 <= status < 300 or status == 304)
+
+
+def backoff_delay(
+    consecutive_errors: int, interval: float, backoff_max: float, rand: float
+) -> float:
+    """Seconds to wait after `consecutive_errors` failures in a row (1 = the first).
+
+    Doubles with each error from one interval, capped at backoff_max, and jittered to
+    between half and all of that so many clients that failed together spread out. Never
+    shorter than the normal interval: an error is no reason to poll more often.
+    """
+    doubled = interval * 2 ** min(max(consecutive_errors, 1), 32)
+    ceiling = min(backoff_max, doubled)
+    return max(interval, ceiling * (0.5 + rand / 2))
+
+
+def next_poll(
+    now: datetime,
+    status: int | None,
+    retry_after: datetime | None,
+    consecutive_errors: int,
+    interval: float,
+    backoff_max: float,
+    rand: float,
+) -> datetime:
+    """The earliest time the next poll may happen.
+
+    A success (2xx or 304) polls again one interval later; `consecutive_errors` counts
+    this poll when it failed. 429 and 503 wait at least until Retry-After, but never
+    longer than backoff_max: a server cannot switch a source off by asking for years.
+    """
+    if is_success(status):
+        return later(now, interval)
+    backed_off = later(now, backoff_delay(consecutive_errors, interval, backoff_max, rand))
+    if status in THROTTLED and retry_after is not None:
+        return max(backed_off, min(retry_after, later(now, backoff_max)))
+    return backed_off
 
 
 # --- reporting ----------------------------------------------------------------------------

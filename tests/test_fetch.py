@@ -13,15 +13,9 @@ import pytest
 
 from aggregator import __version__
 from aggregator.config import FetchConfig
-from aggregator.fetch import (
-    Decoder,
-    Fetcher,
-    FetchError,
-    backoff_delay,
-    next_poll,
-    parse_retry_after,
-)
+from aggregator.fetch import Decoder, Fetcher, FetchError, parse_retry_after
 from aggregator.models import FetchResult
+from aggregator.poll import backoff_delay, next_poll
 
 CAP = 200_000
 CONFIG = FetchConfig(
