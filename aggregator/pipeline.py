@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from aggregator import classify, dedupe, metrics
@@ -40,7 +40,6 @@ from aggregator.clock import now as utc_now
 from aggregator.clock import now_to_the_second
 from aggregator.config import SOURCE, Config, FeedConfig, Selectors, SourceConfig
 from aggregator.errors import SourceError, UsageError
-from aggregator.fetch import Fetcher, host_key
 from aggregator.logs import event
 from aggregator.models import (
     Action,
@@ -74,6 +73,9 @@ from aggregator.parse import parse_document
 from aggregator.poll import body_hash, outcome_label, skip_reason, source_outcome
 from aggregator.store import Archive, ArchiveError
 from aggregator.store.sources import SEED_SOURCE_ID
+
+if TYPE_CHECKING:  # httpx loads with the fetcher, when a command fetches
+    from aggregator.fetch import Fetcher
 
 # for a source the archive knows but config no longer lists
 DEFAULT_INTERVAL: float = SOURCE["interval"].default
@@ -945,6 +947,7 @@ def discover_feeds(config: Config, url: str) -> list[Found]:
 
 async def _discover(config: Config, url: str) -> list[Found]:
     from aggregator import discover
+    from aggregator.fetch import Fetcher
 
     async with Fetcher(config) as fetcher:
         page = await fetcher.get(url)
@@ -1003,6 +1006,8 @@ def poll_all(
 async def _poll_many(
     config: Config, archive: Archive, ids: list[str], force: bool
 ) -> list[PollReport]:
+    from aggregator.fetch import Fetcher
+
     pipeline = Pipeline(archive)
     async with Fetcher(config) as fetcher:
         polls = [pipeline.poll(config, i, fetcher, force=force) for i in ids]
@@ -1144,6 +1149,8 @@ def capture_queue(
         raise UsageError(f"item {item_id}: no such item, or it has no link to capture")
 
     async def run() -> list[CaptureReport]:
+        from aggregator.fetch import Fetcher
+
         async with Fetcher(config) as fetcher:
             return await Pipeline(archive).capture_due(
                 config, Capturer(config, fetcher), limit=limit, item_id=item_id,
@@ -1155,6 +1162,8 @@ def capture_queue(
 
 def _by_host(jobs: Sequence[CaptureJob]) -> list[list[CaptureJob]]:
     """The jobs of each host, in their order, hosts in the order they first appear."""
+    from aggregator.fetch import host_key
+
     hosts: dict[str, list[CaptureJob]] = {}
     for job in jobs:
         hosts.setdefault(host_key(job.url), []).append(job)

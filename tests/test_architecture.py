@@ -7,6 +7,8 @@ both count; imports under `if TYPE_CHECKING:` do not (they never run).
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "aggregator"
@@ -126,3 +128,17 @@ def test_no_import_cycles():
         if name not in state:
             walk(name, [name])
     assert cycles == []
+
+
+def test_a_command_that_fetches_nothing_loads_no_http_client_or_metrics():
+    """Every command imports the pipeline (to sync sources); httpx, prometheus-client, the
+    parser and the renderers load only when a command fetches, counts, parses or publishes."""
+    heavy = ("httpx", "prometheus_client", "feedparser", "lxml", "feedgen", "trafilatura")
+    code = (
+        "import sys, aggregator.cli, aggregator.pipeline\n"
+        f"print(' '.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert loaded == []
