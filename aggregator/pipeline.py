@@ -885,6 +885,7 @@ def _record(
             updated_items=ingested.counts.updated,
             error=outcome.error or note,
         ),
+        config_url=source.config_url,
     )
     return outcome
 

@@ -320,6 +320,47 @@ def test_a_new_url_in_config_starts_afresh_even_while_backing_off(setup):
     assert setup.poll(force=False).new == 1
 
 
+def test_a_poll_in_flight_when_the_url_changes_leaves_the_new_url_afresh(setup, monkeypatch):
+    """A reload during a poll's fetch: the old URL's answer is logged, not kept on the source."""
+    from aggregator.fetch import Fetcher
+
+    setup.serve(status=500)
+    setup.poll()
+    working = setup.server.route("/working.rss", body=rss(STORY))
+    fetch = Fetcher.get
+
+    async def fetch_then_reload(self, *args, **kwargs):
+        answer = await fetch(self, *args, **kwargs)
+        setup.project.replace_in_config(setup.url, working)
+        pipeline.sync_sources(setup.archive, load(setup.project.config))
+        return answer
+
+    monkeypatch.setattr(Fetcher, "get", fetch_then_reload)
+    assert setup.poll().status == 500  # began under the old URL
+    source = setup.source()
+    assert source.url == working and source.consecutive_errors == 0
+    assert (source.last_error, source.next_poll_not_before) == (None, None)
+    assert [line.status for line in setup.log()] == [500, 500]
+
+
+def test_a_move_is_a_publish_owed_until_it_is_published(setup, monkeypatch):
+    setup.serve(body=rss(STORY))
+    (item_id,) = setup.poll().item_ids
+    setup.serve(status=301, location="/moved.rss")
+    setup.server.route("/moved.rss", body=rss(STORY))
+
+    def fails(archive, config):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(pipeline, "publish_or_say_why", fails)
+    assert "moved permanently" in setup.poll().note
+    assert setup.archive.publish_state().owed  # a later run republishes what names it
+    monkeypatch.undo()
+    assert pipeline.settle_publish(setup.archive, setup.config) is True
+    page = setup.config.server.feeds_dir / "items" / f"{item_id}.html"
+    assert setup.server.url("/moved.rss") in page.read_text(encoding="utf-8")
+
+
 # --- back-off -----------------------------------------------------------------------------------
 
 

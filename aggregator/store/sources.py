@@ -106,17 +106,25 @@ class SourcesMixin:
         return [_source(row) for row in rows]
 
     def record_poll(
-        self: Archive, source_id: str, outcome: PollOutcome, log: FetchLogEntry
+        self: Archive,
+        source_id: str,
+        outcome: PollOutcome,
+        log: FetchLogEntry,
+        *,
+        config_url: str | None = None,
     ) -> None:
-        """Store a poll's effect on its source and its fetch log line, together."""
+        """Store a poll's effect on its source and its fetch log line, together. With
+        `config_url` (the URL config gave when the poll began), the source is left as it is
+        when config has given it another URL meanwhile: that URL starts afresh. A poll that
+        moved the source marks a publish owed: every document naming the source changes."""
         with self.transaction():
-            self.conn.execute(
+            updated = self.conn.execute(
                 """UPDATE sources SET last_poll = ?, last_status = ?, last_error = ?,
                        consecutive_errors = ?, next_poll_not_before = ?,
                        etag = coalesce(?, etag), last_modified = coalesce(?, last_modified),
                        body_hash = coalesce(?, body_hash), url = coalesce(?, url),
                        gone = max(gone, ?), enabled = CASE WHEN ? THEN 0 ELSE enabled END
-                   WHERE id = ?""",
+                   WHERE id = ? AND config_url = coalesce(?, config_url)""",
                 (
                     to_text(log.time),
                     outcome.status,
@@ -130,8 +138,11 @@ class SourcesMixin:
                     int(outcome.gone),
                     int(outcome.gone),
                     source_id,
+                    config_url,
                 ),
-            )
+            ).rowcount
+            if updated and outcome.new_url:
+                self.mark_publish_owed(log.time)
             self._log_fetch(log)
 
     def known_entries(self: Archive, source_id: str) -> list[tuple[bytes, KnownEntry, KnownItem]]:
