@@ -462,6 +462,10 @@ def test_names_resolve_by_unique_prefix(folders):
         snap.resolve(folders["snapshots"], "nope")
     assert snap.resolve(folders["snapshots"], "a") == first.path  # by its label
     assert snap.resolve(folders["snapshots"], "A") == first.path  # as the name spells it
+    digits = make(folders, clock=clock, label="2025")
+    with pytest.raises(snap.SnapshotError, match="matches several snapshots"):
+        snap.resolve(folders["snapshots"], "2025")  # a label, and the start of every name
+    assert snap.resolve(folders["snapshots"], digits.name) == digits.path
     with pytest.raises(snap.SnapshotError, match="already exists"):
         make(folders, clock=lambda: START, label="a")
 

@@ -94,10 +94,14 @@ def resolve(snapshots: Path, name: str) -> Path:
     name = name.rstrip("/").rsplit("/", 1)[-1]
     found = entries(Path(snapshots))
     exact = [path for path in found if name in (path.name, base_name(path))]
-    matches = exact or [path for path in found if path.name.startswith(name)]
     label = slugify(name, LABEL_ROOM)
-    if not matches and label:
-        matches = [path for path in found if base_name(path).endswith(f"Z-{label}")]
+    # a label of digits ("2025") also reads as the start of a name: both count, so that a
+    # clash is refused as ambiguous rather than one of them chosen silently
+    matches = exact or [
+        path
+        for path in found
+        if path.name.startswith(name) or (label and base_name(path).endswith(f"Z-{label}"))
+    ]
     if len(matches) == 1:
         return matches[0]
     if not matches:
