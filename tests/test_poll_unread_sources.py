@@ -371,6 +371,16 @@ def test_E10_permanent_redirect(tmp_path, feed_server, monkeypatch, status):
 ITUNES = b' xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd"'
 
 
+def episode(name: str, link: str, notes: str = "Sum") -> dict:
+    """A podcast item: its description and its own itunes:summary."""
+    return {
+        "title": f"Episode {name}",
+        "link": link,
+        "text": f"Desc {name}.",
+        "extra": f"<itunes:summary>{notes} {name}.</itunes:summary>",
+    }
+
+
 def podcast(items: list[dict], built: str, head: str) -> bytes:
     return doc(items, built, head).replace(b'<rss version="2.0"', b'<rss version="2.0"' + ITUNES)
 
@@ -387,18 +397,8 @@ def podcast(items: list[dict], built: str, head: str) -> bytes:
 def test_R1_a_podcast_head_sets_state_for_the_first_entry_read(
     tmp_path, feed_server, monkeypatch, head
 ):
-    a = {
-        "title": "Episode 1",
-        "link": N1,
-        "text": "Desc 1.",
-        "extra": "<itunes:summary>Sum 1.</itunes:summary>",
-    }
-    b = {
-        "title": "Episode 2",
-        "link": N2,
-        "text": "Desc 2.",
-        "extra": "<itunes:summary>Sum 2.</itunes:summary>",
-    }
+    a = episode("1", N1)
+    b = episode("2", N2)
 
     def scenario(w, tmp):
         w.poll(
@@ -436,18 +436,8 @@ def test_R3_channel_elements_between_items_set_state_for_the_next(
 ):
     """Channel-level elements between two items belong to the first item's span, but set
     feedparser's hasContent for the second."""
-    a = {
-        "title": "Episode 1",
-        "link": N1,
-        "text": "Desc 1.",
-        "extra": "<itunes:summary>Sum 1.</itunes:summary>",
-    }
-    b = {
-        "title": "Episode 2",
-        "link": N2,
-        "text": "Desc 2.",
-        "extra": "<itunes:summary>Sum 2.</itunes:summary>",
-    }
+    a = episode("1", N1)
+    b = episode("2", N2)
     mid = b"<itunes:summary>Show.</itunes:summary><description>Show.</description>"
 
     def feed(items, built):
@@ -600,18 +590,8 @@ CONTENT = b' xmlns:content="http://purl.org/rss/1.0/modules/content/"'
 def test_R4_5_head_content_sets_hasContent_for_the_first_entry_read(
     tmp_path, feed_server, monkeypatch, head
 ):
-    y = {
-        "title": "Episode Y",
-        "link": N2,
-        "text": "Desc Y.",
-        "extra": "<itunes:summary>Notes Y.</itunes:summary>",
-    }
-    x = {
-        "title": "Episode X",
-        "link": N1,
-        "text": "Desc X.",
-        "extra": "<itunes:summary>Notes X.</itunes:summary>",
-    }
+    y = episode("Y", N2, notes="Notes")
+    x = episode("X", N1, notes="Notes")
 
     def podcast(items, built):
         return doc(items, built, head).replace(
