@@ -871,7 +871,7 @@ def _record(
     if outcome.error and ingested.hint:
         outcome = replace(outcome, error=f"{outcome.error}; {ingested.hint}")
     note = f"warning: {ingested.warning}" if ingested.warning and not outcome.error else None
-    archive.record_poll(
+    kept = archive.record_poll(
         source.id,
         outcome,
         FetchLogEntry(
@@ -887,6 +887,8 @@ def _record(
         ),
         config_url=source.config_url,
     )
+    if kept and outcome.new_url:  # every document naming the source changes with it
+        archive.mark_publish_owed(now)
     return outcome
 
 

@@ -112,11 +112,11 @@ class SourcesMixin:
         log: FetchLogEntry,
         *,
         config_url: str | None = None,
-    ) -> None:
+    ) -> bool:
         """Store a poll's effect on its source and its fetch log line, together. With
         `config_url` (the URL config gave when the poll began), the source is left as it is
-        when config has given it another URL meanwhile: that URL starts afresh. A poll that
-        moved the source marks a publish owed: every document naming the source changes."""
+        when config has given it another URL meanwhile: that URL starts afresh. Returns
+        whether the source took the poll's effect."""
         with self.transaction():
             updated = self.conn.execute(
                 """UPDATE sources SET last_poll = ?, last_status = ?, last_error = ?,
@@ -141,9 +141,8 @@ class SourcesMixin:
                     config_url,
                 ),
             ).rowcount
-            if updated and outcome.new_url:
-                self.mark_publish_owed(log.time)
             self._log_fetch(log)
+        return updated > 0
 
     def known_entries(self: Archive, source_id: str) -> list[tuple[bytes, KnownEntry, KnownItem]]:
         """The entries of the source's last stored poll, by digest, each with what its item
