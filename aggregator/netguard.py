@@ -9,13 +9,12 @@ link-local, multicast, reserved or unspecified, nor one of those wrapped in an I
 
 `refused_addresses` is the decision for a host and the addresses it resolved to.
 `GuardedTransport` applies it to every request an httpx client sends, so every redirect hop
-is checked, and it connects to the very address
-it checked, so a DNS answer that changes between the check and the connection (DNS
-rebinding) cannot slip through. The URL keeps its host name: httpcore's pool keys
-connections on it (two names on one address never share a connection, which was verified
-for one of them only), and TLS sends it and checks the certificate against it. Only the
-network backend, where httpcore would resolve the name, is ours: it takes the checked
-address instead.
+is checked, and it connects to the very address it checked, so a DNS answer that changes
+between the check and the connection (DNS rebinding) cannot slip through. The URL keeps its
+host name: httpcore's pool keys connections on it (two names on one address never share a
+connection, which was verified for one of them only), and TLS sends it and checks the
+certificate against it. Only the network backend, where httpcore would resolve the name, is
+ours: it takes the checked address instead.
 """
 
 from __future__ import annotations
