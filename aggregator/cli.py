@@ -35,20 +35,13 @@ class _Group(click.Group):
     option or argument is one line too, naming the --help to read (click's own is three)."""
 
     def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
-        try:
+        with _usage_errors_in_one_line():  # this group's own options
             return super().make_context(info_name, args, parent, **extra)
-        except click.exceptions.NoArgsIsHelpError:
-            raise  # a group run alone shows its help, as click does
-        except click.UsageError as exc:
-            _die(_usage_line(exc), exc.exit_code)
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
-        except click.exceptions.NoArgsIsHelpError:
-            raise
-        except click.UsageError as exc:
-            _die(_usage_line(exc), exc.exit_code)
+            with _usage_errors_in_one_line():  # the subcommand's, and its own checks
+                return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except KeyboardInterrupt:
@@ -62,10 +55,16 @@ class _Group(click.Group):
             _die(_one_line(exc), status)
 
 
-def _usage_line(exc: click.UsageError) -> str:
-    message = " ".join(exc.format_message().split())
-    where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
-    return f"error: {message}{where}"
+@contextlib.contextmanager
+def _usage_errors_in_one_line() -> Iterator[None]:
+    try:
+        yield
+    except click.exceptions.NoArgsIsHelpError:
+        raise  # a group run alone shows its help, as click does
+    except click.UsageError as exc:
+        message = " ".join(exc.format_message().split())
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        _die(f"error: {message}{where}", exc.exit_code)
 
 
 def _one_line(exc: Exception) -> str:
